@@ -1,0 +1,1 @@
+"""StyleTTS 2: discriminators."""

@@ -1,0 +1,292 @@
+"""The abstract interfaces: one base class per component kind.
+
+A component implements exactly one kind. The contracts below fix inputs, outputs and shapes so that
+any two implementations of a kind can be swapped in a recipe. Shape letters: B batch, T text tokens,
+F mel frames (hop 300 at 24 kHz), S audio samples, C channels, H hidden size.
+
+Masks follow the reference StyleTTS 2 convention: a *padding mask* is bool with True = padding.
+
+This module imports torch; the registry's listing and validation paths never import it (the kinds
+table in ``tts_zoo.kinds`` names these classes as strings).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+
+class TextFrontend(abc.ABC):
+    """Text → normalized text → phonemes → token ids.
+
+    ``symbols`` is the symbol table (id = index). ``__call__`` is the whole chain for one string.
+    """
+
+    symbols: list[str]
+
+    @abc.abstractmethod
+    def phonemize(self, text: str) -> str:
+        """Normalize ``text`` and return its phoneme string (identity for non-phonemizing frontends)."""
+
+    @abc.abstractmethod
+    def encode(self, phonemes: str) -> list[int]:
+        """Map a phoneme string to token ids; symbols outside the table are dropped (and counted)."""
+
+    def __call__(self, text: str) -> list[int]:
+        return self.encode(self.phonemize(text))
+
+    def describe(self) -> dict[str, Any]:
+        """Versions and settings that change the output (recorded in manifests and checkpoints)."""
+        return {}
+
+
+class TextEncoder(nn.Module, abc.ABC):
+    """Token ids → acoustic text features.
+
+    forward(tokens [B, T] long, lengths [B] long, padding_mask [B, T] bool) → [B, C, T],
+    zero where ``padding_mask`` is True.
+    """
+
+    @abc.abstractmethod
+    def forward(self, tokens: Tensor, lengths: Tensor, padding_mask: Tensor) -> Tensor: ...
+
+
+class LanguageModel(nn.Module, abc.ABC):
+    """Token ids → contextual features (PL-BERT).
+
+    forward(tokens [B, T] long, attention_mask [B, T] int/bool with 1 = keep) → [B, T, H];
+    ``hidden_size`` = H.
+    """
+
+    hidden_size: int
+
+    @abc.abstractmethod
+    def forward(self, tokens: Tensor, attention_mask: Tensor) -> Tensor: ...
+
+
+class StyleModel(nn.Module, abc.ABC):
+    """Produces a style vector. Two flavours share this kind: :class:`StyleEncoder` (from a
+    reference mel) and :class:`StyleDiffusion` (from text context and noise)."""
+
+    style_dim: int
+
+
+class StyleEncoder(StyleModel):
+    """Reference mel → style.
+
+    forward(mel [B, 1, n_mels, F]) → [B, style_dim].
+    """
+
+    @abc.abstractmethod
+    def forward(self, mel: Tensor) -> Tensor: ...
+
+
+class StyleDiffusion(StyleModel):
+    """Text context (+ optional speaker features) + noise → style, by a denoising diffusion model.
+
+    ``denoise(x_noisy [B, 1, D], sigma [B] | float, embedding [B, T, H], features [B, D] | None,
+    embedding_scale) → [B, 1, D]`` is the preconditioned denoiser D(x; σ) (Karras et al. 2022);
+    ``loss(x [B, 1, D], embedding, features) → scalar`` is the training objective.
+    """
+
+    @abc.abstractmethod
+    def denoise(
+        self,
+        x_noisy: Tensor,
+        sigma: Tensor | float,
+        embedding: Tensor,
+        features: Optional[Tensor] = None,
+        embedding_scale: float = 1.0,
+    ) -> Tensor: ...
+
+    @abc.abstractmethod
+    def loss(self, x: Tensor, embedding: Tensor, features: Optional[Tensor] = None) -> Tensor: ...
+
+
+class NoiseSchedule(abc.ABC):
+    """n steps → sigmas, a pure function: ``__call__(num_steps, device=None) → [num_steps + 1]``,
+    decreasing, ending in 0."""
+
+    @abc.abstractmethod
+    def __call__(self, num_steps: int, device: torch.device | str | None = None) -> Tensor: ...
+
+
+DenoiseFn = Callable[..., Tensor]
+"""``denoise_fn(x, sigma, **extra_args) → x̂`` — the denoised estimate at noise level ``sigma``."""
+
+
+class Sampler(abc.ABC):
+    """One call signature for every sampler (in the manner of k-diffusion's ``sampling.py``).
+
+    ``__call__(denoise_fn, noise [B, ...], sigmas [n + 1], *, extra_args=None, callback=None,
+    generator=None) → sample`` with the shape of ``noise``. ``noise`` is unit-variance; the sampler
+    scales it by ``sigmas[0]``. ``callback(dict(i, x, sigma, denoised))`` is called once per step;
+    ``generator`` makes any fresh noise reproducible (None = torch's global generator).
+    """
+
+    @abc.abstractmethod
+    def __call__(
+        self,
+        denoise_fn: DenoiseFn,
+        noise: Tensor,
+        sigmas: Tensor,
+        *,
+        extra_args: Optional[dict[str, Any]] = None,
+        callback: Optional[Callable[[dict[str, Any]], None]] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tensor: ...
+
+
+class DurationModel(nn.Module, abc.ABC):
+    """Text features + style → durations, then F0 and energy on the aligned frames.
+
+    ``predict_durations(text_features [B, C, T], style [B, S], lengths [B], padding_mask [B, T])
+    → (duration_logits [B, T, max_dur], encoded [B, T, C + S])``; the expected duration of a token is
+    ``sigmoid(logits).sum(-1)`` in units of 2 mel frames.
+    ``predict_f0_energy(aligned [B, C + S, F], style [B, S]) → (F0 [B, 2F], energy [B, 2F])``.
+    """
+
+    @abc.abstractmethod
+    def predict_durations(
+        self, text_features: Tensor, style: Tensor, lengths: Tensor, padding_mask: Tensor
+    ) -> tuple[Tensor, Tensor]: ...
+
+    @abc.abstractmethod
+    def predict_f0_energy(self, aligned: Tensor, style: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+class Vocoder(nn.Module, abc.ABC):
+    """Aligned text features + F0 + energy + style → waveform.
+
+    forward(aligned [B, C, F], f0 [B, 2F], energy [B, 2F], style [B, S]) → [B, 1, 600·F] at 24 kHz
+    (``samples_per_frame`` = 600: one text-aligned frame is two mel frames).
+    ``remove_weight_norm()`` folds weight norm for inference.
+    """
+
+    samples_per_frame: int = 600
+
+    @abc.abstractmethod
+    def forward(self, aligned: Tensor, f0: Tensor, energy: Tensor, style: Tensor) -> Tensor: ...
+
+    def remove_weight_norm(self) -> None:
+        """Fold weight-norm parametrisations into plain weights (a no-op where there are none)."""
+
+
+class DiscriminatorOutput(NamedTuple):
+    """Scores and feature maps for the real and the generated batch (one entry per sub-discriminator)."""
+
+    real_scores: list[Tensor]
+    fake_scores: list[Tensor]
+    real_features: list[list[Tensor]]
+    fake_features: list[list[Tensor]]
+
+
+class Discriminator(nn.Module, abc.ABC):
+    """Waveforms → scores + feature maps.
+
+    forward(real [B, 1, S], fake [B, 1, S]) → :class:`DiscriminatorOutput`.
+    """
+
+    @abc.abstractmethod
+    def forward(self, real: Tensor, fake: Tensor) -> DiscriminatorOutput: ...
+
+
+class AlignerOutput(NamedTuple):
+    """CTC logits [B, F/2, n_token], attention-decoder logits [B, T + 1, n_token] and attention
+    [B, T + 1, F/2] (row 0 is the start-of-sequence step)."""
+
+    ctc_logits: Tensor
+    s2s_logits: Tensor
+    attention: Tensor
+
+
+class Aligner(nn.Module, abc.ABC):
+    """Mel + text → soft attention (and from it, by monotonic alignment search, durations).
+
+    forward(mel [B, n_mels, F], mel_padding_mask [B, F/2] bool, tokens [B, T]) → :class:`AlignerOutput`.
+    """
+
+    @abc.abstractmethod
+    def forward(self, mel: Tensor, mel_padding_mask: Tensor, tokens: Tensor) -> AlignerOutput: ...
+
+
+class PitchExtractor(nn.Module, abc.ABC):
+    """Mel (or wave) → F0 in Hz.
+
+    forward(mel [B, 1, n_mels, F]) → (f0 [B, F], features, pooled) where the last two are
+    implementation-specific intermediate maps (None where not available).
+    """
+
+    @abc.abstractmethod
+    def forward(self, mel: Tensor) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]: ...
+
+
+class Loss(nn.Module, abc.ABC):
+    """A training objective. forward(...) → scalar tensor; the arguments are the loss's own."""
+
+
+class TTSModel(nn.Module, abc.ABC):
+    """A whole text-to-speech model assembled from components.
+
+    ``synthesize(tokens [1, T], style [1, D] | None, **options) → waveform [S]``;
+    ``frontend`` turns text into ``tokens``.
+    """
+
+    frontend: TextFrontend
+    sample_rate: int = 24000
+
+    @abc.abstractmethod
+    def synthesize(self, tokens: Tensor, style: Optional[Tensor] = None, **options: Any) -> Tensor: ...
+
+
+class Stage(abc.ABC):
+    """One training stage over a built model (StyleTTS 2: stage 1, stage 2, fine-tune).
+
+    The generic loop owns devices, DDP, precision, clipping, checkpoints and logging; a stage owns its
+    losses and which modules train when.
+
+    ``parameter_groups(model) → {name: params}`` names the optimizer groups the stage needs;
+    ``train_step(model, batch, step, epoch) → {loss name: tensor}`` (the loop back-propagates
+    ``result["loss"]`` unless the stage steps its own optimizers: ``manual_optimization = True``);
+    ``epochs`` is the stage's length.
+    """
+
+    epochs: int
+    manual_optimization: bool = False
+
+    @abc.abstractmethod
+    def parameter_groups(self, model: TTSModel) -> dict[str, Iterable[nn.Parameter]]: ...
+
+    @abc.abstractmethod
+    def train_step(self, model: TTSModel, batch: Any, step: int, epoch: int) -> dict[str, Tensor]: ...
+
+    def validation_step(self, model: TTSModel, batch: Any) -> dict[str, Tensor]:
+        return {}
+
+
+__all__ = [
+    "Aligner",
+    "AlignerOutput",
+    "DenoiseFn",
+    "Discriminator",
+    "DiscriminatorOutput",
+    "DurationModel",
+    "LanguageModel",
+    "Loss",
+    "NoiseSchedule",
+    "PitchExtractor",
+    "Sampler",
+    "Stage",
+    "StyleDiffusion",
+    "StyleEncoder",
+    "StyleModel",
+    "TextEncoder",
+    "TextFrontend",
+    "TTSModel",
+    "Vocoder",
+]
+
