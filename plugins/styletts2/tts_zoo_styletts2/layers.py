@@ -1,4 +1,5 @@
-"""Building blocks shared by the prosody predictor and the decoders (Li et al. 2023, StyleTTS 2).
+"""Building blocks shared by the text encoder, the prosody predictor and the decoders (Li et al. 2023,
+StyleTTS 2).
 
 Parameter names follow the reference implementation so that its checkpoints load key for key.
 """
@@ -31,6 +32,18 @@ def remove_weight_norm(module: nn.Module) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 nn.utils.remove_weight_norm(child)
+
+
+def packed_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor, total_length: int) -> Tensor:
+    """Run a batch-first ``lstm`` over the valid frames of each item only (packed sequence), so the
+    reverse direction of a padded item starts at its last real frame, as in the reference.
+
+    x [B, T, C_in], lengths [B] → [B, total_length, C_out], zero beyond each length.
+    """
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=total_length)
+    return out
 
 
 class AdaIN1d(nn.Module):

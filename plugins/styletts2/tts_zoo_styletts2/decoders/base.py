@@ -1,0 +1,136 @@
+"""The decoder body shared by StyleTTS 2's HiFi-GAN and iSTFTNet decoders (Li et al. 2023).
+
+The body turns text-aligned features, F0 and energy into the generator's input: F0 and energy are
+halved in rate by strided convs, then an encoder block and four decoder blocks (AdaIN residual
+blocks conditioned on the acoustic style) re-inject the aligned features, F0 and energy; the last
+block upsamples ×2 back to the F0 rate. A subclass adds ``self.generator`` (the waveform generator,
+``generator(x [B, C, 2F], style [B, S], f0 [B, 2F]) → [B, 1, 600·F]``).
+
+Also here: the Snake + AdaIN HiFi-GAN residual block both generators use.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tts_zoo.interfaces import Vocoder
+
+from ..layers import AdaIN1d, AdainResBlk1d, remove_weight_norm, weight_norm
+
+
+def get_padding(kernel_size: int, dilation: int = 1) -> int:
+    """'Same' padding of a stride-1 dilated conv."""
+    return int((kernel_size * dilation - dilation) / 2)
+
+
+def snake(x: Tensor, alpha: Tensor) -> Tensor:
+    """Snake activation x + sin²(αx)/α (Ziyin et al. 2020), in the reference's op order."""
+    return x + (1 / alpha) * (torch.sin(alpha * x) ** 2)
+
+
+class AdaINResBlock1(nn.Module):
+    """HiFi-GAN ResBlock1 with AdaIN before each conv and Snake activations (StyleTTS 2).
+
+    For each dilation d: x = x + conv2(snake(AdaIN2(conv1_d(snake(AdaIN1(x, s))), s))).
+    x [B, C, T], s [B, style_dim] → [B, C, T].
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: Sequence[int] = (1, 3, 5), style_dim: int = 64):
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
+            for d in dilation
+        )
+        self.convs2 = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=get_padding(kernel_size, 1)))
+            for _ in dilation
+        )
+        self.adain1 = nn.ModuleList(AdaIN1d(style_dim, channels) for _ in dilation)
+        self.adain2 = nn.ModuleList(AdaIN1d(style_dim, channels) for _ in dilation)
+        self.alpha1 = nn.ParameterList(nn.Parameter(torch.ones(1, channels, 1)) for _ in dilation)
+        self.alpha2 = nn.ParameterList(nn.Parameter(torch.ones(1, channels, 1)) for _ in dilation)
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        for c1, c2, n1, n2, a1, a2 in zip(self.convs1, self.convs2, self.adain1, self.adain2, self.alpha1, self.alpha2):
+            xt = c1(snake(n1(x, s), a1))
+            xt = c2(snake(n2(xt, s), a2))
+            x = xt + x
+        return x
+
+
+class StyleTTS2Decoder(Vocoder):
+    """Decoder body (``encode``, ``decode.0-3``, ``F0_conv``, ``N_conv``, ``asr_res``); subclasses
+    add ``generator``.
+
+    forward(aligned [B, dim_in, F], f0 [B, 2F], energy [B, 2F], style [B, style_dim]) → [B, 1, 600·F].
+    In train mode F0 and energy are first smoothed by a random box filter (width drawn with Python's
+    ``random``: F0 ∈ {none, 3, 7}, energy ∈ {none, 3, 7, 15}), as in the reference.
+    """
+
+    generator: nn.Module
+
+    def __init__(
+        self,
+        dim_in: int,
+        style_dim: int,
+        hidden_dim: int,
+        asr_res_dim: int,
+        upsample_initial_channel: int,
+    ):
+        super().__init__()
+        self.encode = AdainResBlk1d(dim_in + 2, hidden_dim, style_dim)
+        block_in = hidden_dim + 2 + asr_res_dim
+        self.decode = nn.ModuleList(
+            [
+                AdainResBlk1d(block_in, hidden_dim, style_dim),
+                AdainResBlk1d(block_in, hidden_dim, style_dim),
+                AdainResBlk1d(block_in, hidden_dim, style_dim),
+                AdainResBlk1d(block_in, upsample_initial_channel, style_dim, upsample="nearest"),
+            ]
+        )
+        self.F0_conv = weight_norm(nn.Conv1d(1, 1, kernel_size=3, stride=2, groups=1, padding=1))
+        self.N_conv = weight_norm(nn.Conv1d(1, 1, kernel_size=3, stride=2, groups=1, padding=1))
+        self.asr_res = nn.Sequential(weight_norm(nn.Conv1d(dim_in, asr_res_dim, kernel_size=1)))
+
+    @staticmethod
+    def _box_smooth(x: Tensor, width: int) -> Tensor:
+        """Moving average of odd ``width`` along time, zero-padded: [B, T] → [B, T]."""
+        kernel = torch.ones(1, 1, width, dtype=x.dtype, device=x.device)
+        return F.conv1d(x.unsqueeze(1), kernel, padding=width // 2).squeeze(1) / width
+
+    def generator_input(self, aligned: Tensor, f0: Tensor, energy: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        """The body: → (generator input [B, upsample_initial_channel, 2F], F0 curve [B, 2F] for the
+        source; the F0 curve is smoothed in train mode)."""
+        if self.training:
+            f0_width = (0, 3, 7)[random.randint(0, 2)]
+            energy_width = (0, 3, 7, 15)[random.randint(0, 3)]
+            if f0_width:
+                f0 = self._box_smooth(f0, f0_width)
+            if energy_width:
+                energy = self._box_smooth(energy, energy_width)
+
+        f0_down = self.F0_conv(f0.unsqueeze(1))
+        energy_down = self.N_conv(energy.unsqueeze(1))
+        x = self.encode(torch.cat([aligned, f0_down, energy_down], dim=1), style)
+        asr_res = self.asr_res(aligned)
+        residual = True
+        for block in self.decode:
+            # The features are re-injected until (and including) the upsampling block.
+            if residual:
+                x = torch.cat([x, asr_res, f0_down, energy_down], dim=1)
+            x = block(x, style)
+            if block.upsample_type != "none":
+                residual = False
+        return x, f0
+
+    def forward(self, aligned: Tensor, f0: Tensor, energy: Tensor, style: Tensor) -> Tensor:
+        x, f0 = self.generator_input(aligned, f0, energy, style)
+        return self.generator(x, style, f0)
+
+    def remove_weight_norm(self) -> None:
+        remove_weight_norm(self)

@@ -1,0 +1,135 @@
+"""StyleTTS 2's HiFi-GAN decoder: the decoder body + an NSF HiFi-GAN generator with Snake and AdaIN.
+
+Kong et al. 2020 (HiFi-GAN), with the hn-NSF harmonic source of Wang et al. 2019 injected at every
+upsampling stage and AdaIN style conditioning, as in Li et al. 2023 (StyleTTS 2, ``Modules/hifigan.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..layers import weight_norm
+from .base import AdaINResBlock1, StyleTTS2Decoder, snake
+from .source import SourceModuleHnNSF
+
+
+class HiFiGANGenerator(nn.Module):
+    """NSF HiFi-GAN generator.
+
+    forward(x [B, upsample_initial_channel, T], s [B, style_dim], f0 [B, T] in Hz,
+    har_source [B, 1, T·prod(upsample_rates)] | None) → waveform [B, 1, T·prod(upsample_rates)] in
+    [-1, 1]. Each stage: Snake, transposed-conv upsampling, plus the harmonic source brought to that
+    rate by a strided conv and an AdaIN ResBlock, then the mean of the multi-receptive-field
+    ResBlocks. ``har_source`` injects a stored excitation (then nothing is drawn).
+    """
+
+    def __init__(
+        self,
+        style_dim: int,
+        resblock_kernel_sizes: list[int],
+        upsample_rates: list[int],
+        upsample_initial_channel: int,
+        resblock_dilation_sizes: list[list[int]],
+        upsample_kernel_sizes: list[int],
+        sampling_rate: int = 24000,
+        harmonic_num: int = 8,
+        voiced_threshold: float = 10.0,
+    ):
+        super().__init__()
+        self.num_kernels = len(resblock_kernel_sizes)
+        self.num_upsamples = len(upsample_rates)
+        self.upsample_scale = math.prod(upsample_rates)
+        self.m_source = SourceModuleHnNSF(
+            sampling_rate, self.upsample_scale, harmonic_num, voiced_threshold=voiced_threshold
+        )
+        self.noise_convs = nn.ModuleList()
+        self.noise_res = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
+            c_in, c_out = upsample_initial_channel // 2**i, upsample_initial_channel // 2 ** (i + 1)
+            self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, c_out, k, u, padding=u // 2 + u % 2, output_padding=u % 2)))
+            if i + 1 < len(upsample_rates):
+                # Strided conv from the sample rate down to this stage's rate.
+                stride = math.prod(upsample_rates[i + 1 :])
+                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride, padding=(stride + 1) // 2))
+                self.noise_res.append(AdaINResBlock1(c_out, 7, [1, 3, 5], style_dim))
+            else:
+                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
+                self.noise_res.append(AdaINResBlock1(c_out, 11, [1, 3, 5], style_dim))
+
+        self.alphas = nn.ParameterList([nn.Parameter(torch.ones(1, upsample_initial_channel, 1))])
+        self.resblocks = nn.ModuleList()
+        for i in range(self.num_upsamples):
+            ch = upsample_initial_channel // 2 ** (i + 1)
+            self.alphas.append(nn.Parameter(torch.ones(1, ch, 1)))
+            for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
+                self.resblocks.append(AdaINResBlock1(ch, k, d, style_dim))
+        self.conv_post = weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
+
+    def harmonic_source(self, f0: Tensor) -> Tensor:
+        """F0 [B, T] (Hz) → NSF excitation [B, T·prod(upsample_rates), 1] (draws from the global RNG)."""
+        f0 = F.interpolate(f0[:, None], scale_factor=float(self.upsample_scale), mode="nearest").transpose(1, 2)
+        har_source, _, _ = self.m_source(f0)
+        return har_source
+
+    def forward(self, x: Tensor, s: Tensor, f0: Optional[Tensor], har_source: Optional[Tensor] = None) -> Tensor:
+        if har_source is None:
+            har_source = self.harmonic_source(f0).transpose(1, 2)
+        for i in range(self.num_upsamples):
+            x = snake(x, self.alphas[i])
+            x_source = self.noise_res[i](self.noise_convs[i](har_source), s)
+            x = self.ups[i](x) + x_source
+            xs = self.resblocks[i * self.num_kernels](x, s)
+            for j in range(1, self.num_kernels):
+                xs = xs + self.resblocks[i * self.num_kernels + j](x, s)
+            x = xs / self.num_kernels
+        x = snake(x, self.alphas[self.num_upsamples])
+        return torch.tanh(self.conv_post(x))
+
+
+class HiFiGANDecoder(StyleTTS2Decoder):
+    """StyleTTS 2 decoder with an NSF HiFi-GAN generator (Snake activations, AdaIN style).
+
+    Li et al. 2023 (StyleTTS 2) on Kong et al. 2020 (HiFi-GAN) and Wang et al. 2019 (hn-NSF source).
+    forward(aligned [B, dim_in, F], f0 [B, 2F] Hz, energy [B, 2F], style [B, style_dim])
+    → waveform [B, 1, 600·F] at 24 kHz (prod(upsample_rates) must be 300).
+    Draws rand(B, 9), randn(B, S, 9), randn(B, S, 1) from torch's global generator (the NSF source).
+
+    Args:
+        dim_in: Width of the aligned text features (model hidden_dim).
+        style_dim: Width of the acoustic style vector.
+        resblock_kernel_sizes: Kernel sizes of the multi-receptive-field ResBlocks.
+        upsample_rates: Upsampling factor of each generator stage.
+        upsample_initial_channel: Generator input width (halved at each stage).
+        resblock_dilation_sizes: Dilations of each ResBlock's convs.
+        upsample_kernel_sizes: Kernel size of each transposed-conv upsampler.
+        hidden_dim: Width of the decoder body's blocks (the reference's hard-wired 1024).
+        asr_res_dim: Width of the re-injected aligned features (the reference's hard-wired 64).
+    """
+
+    def __init__(
+        self,
+        dim_in: int = 512,
+        style_dim: int = 128,
+        resblock_kernel_sizes: list[int] = [3, 7, 11],  # noqa: B006 (read only)
+        upsample_rates: list[int] = [10, 5, 3, 2],  # noqa: B006
+        upsample_initial_channel: int = 512,
+        resblock_dilation_sizes: list[list[int]] = [[1, 3, 5], [1, 3, 5], [1, 3, 5]],  # noqa: B006
+        upsample_kernel_sizes: list[int] = [20, 10, 6, 4],  # noqa: B006
+        hidden_dim: int = 1024,
+        asr_res_dim: int = 64,
+    ):
+        super().__init__(dim_in, style_dim, hidden_dim, asr_res_dim, upsample_initial_channel)
+        self.generator = HiFiGANGenerator(
+            style_dim,
+            resblock_kernel_sizes,
+            upsample_rates,
+            upsample_initial_channel,
+            resblock_dilation_sizes,
+            upsample_kernel_sizes,
+        )

@@ -1,0 +1,367 @@
+"""The component registry: discovery, lookup, validation and building.
+
+Plugins register through the ``tts_zoo.plugins`` entry-point group; each entry point names a
+package whose ``registry.yaml`` catalogue lists its components (see ``tts_zoo.catalogue``). Listing,
+``show`` and validation read only entry-point metadata and catalogues: nothing is imported (and
+torch is not loaded) until a component is built.
+
+Names: ``istftnet`` (the latest version), ``istftnet.v1`` (a pinned version), ``tts-zoo:istftnet``
+(qualified by distribution, which resolves a clash between two packages).
+
+Typical use::
+
+    from tts_zoo import registry
+    model = registry.build("recipes/demo.yaml")                 # a recipe path, dict or Recipe
+    vocoder = registry.build_component({"component": "istftnet", "dim_in": 32})
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import Any, Optional
+
+import yaml
+
+from tts_zoo.catalogue import ComponentInfo, ParamSpec, params_from_class, parse_catalogue, summary_of
+from tts_zoo.errors import (
+    ComponentImportError,
+    ComponentNotImplementedError,
+    Location,
+    RecipeError,
+    RecipeIssue,
+    UnknownComponentError,
+    did_you_mean,
+)
+from tts_zoo.kinds import CORE_KINDS, Kind
+
+ENTRY_POINT_GROUP = "tts_zoo.plugins"
+CATALOGUE_FILE = "registry.yaml"
+
+Locate = Callable[[str], Optional[Location]]
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin whose catalogue could not be read; shown by ``list-components``, never fatal."""
+
+    plugin: str
+    distribution: str
+    error: str
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """Where a catalogue comes from: an entry point (``module``) or, for tests, ready ``data``."""
+
+    plugin: str
+    distribution: str
+    module: Optional[str] = None
+    data: Optional[Mapping[str, Any]] = None
+
+    def read(self) -> Any:
+        if self.data is not None:
+            return self.data
+        text = importlib.resources.files(self.module).joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
+        return yaml.safe_load(text)
+
+
+def entry_point_sources() -> list[PluginSource]:
+    """Every installed plugin, from entry-point metadata (imports nothing but the plugin package)."""
+    seen, sources = set(), []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        if (ep.name, ep.value, dist) in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add((ep.name, ep.value, dist))
+        sources.append(PluginSource(plugin=ep.name, distribution=dist, module=ep.value.split(":")[0]))
+    return sources
+
+
+class Registry:
+    """Components of every installed plugin. ``Registry(sources=[...])`` builds one for tests."""
+
+    def __init__(self, sources: Optional[Iterable[PluginSource]] = None):
+        self._sources = list(sources) if sources is not None else None
+
+    # ---------------------------------------------------------------- discovery
+
+    @cached_property
+    def _catalogues(self) -> tuple[list[ComponentInfo], list[BrokenPlugin], dict[str, Kind]]:
+        components: list[ComponentInfo] = []
+        broken: list[BrokenPlugin] = []
+        kinds = dict(CORE_KINDS)
+        for source in self._sources if self._sources is not None else entry_point_sources():
+            try:
+                found, extra_kinds = parse_catalogue(source.read(), source.plugin, source.distribution)
+            except Exception as e:  # a broken plugin must never break the CLI
+                broken.append(BrokenPlugin(source.plugin, source.distribution, f"{type(e).__name__}: {e}"))
+                continue
+            for name, k in extra_kinds.items():
+                kinds.setdefault(name, Kind(name, k.get("interface", ""), k.get("summary", "")))
+            components.extend(found)
+        return components, broken, kinds
+
+    @property
+    def components(self) -> list[ComponentInfo]:
+        return self._catalogues[0]
+
+    @property
+    def broken(self) -> list[BrokenPlugin]:
+        return self._catalogues[1]
+
+    @property
+    def kinds(self) -> dict[str, Kind]:
+        return self._catalogues[2]
+
+    @property
+    def distributions(self) -> set[str]:
+        return {c.distribution for c in self.components}
+
+    def list(self, kind: Optional[str] = None) -> list[ComponentInfo]:
+        """Components sorted by kind and name (every version)."""
+        if kind is not None and kind not in self.kinds:
+            raise UnknownComponentError(f"unknown kind '{kind}'{did_you_mean(kind, self.kinds)}; kinds: {', '.join(self.kinds)}")
+        found = [c for c in self.components if kind is None or c.kind == kind]
+        return sorted(found, key=lambda c: (list(self.kinds).index(c.kind) if c.kind in self.kinds else 99, c.name, c.version))
+
+    # ---------------------------------------------------------------- lookup
+
+    def resolve(self, name: str, kind: Optional[str] = None) -> ComponentInfo:
+        """``name`` (optionally ``dist:`` qualified and/or ``.vN`` versioned) → its catalogue entry."""
+        dist, _, bare = name.rpartition(":")
+        base, version = bare, None
+        if "." in bare and bare.rsplit(".", 1)[1][:1] == "v" and bare.rsplit(".", 1)[1][1:].isdigit():
+            base, version = bare.rsplit(".", 1)[0], int(bare.rsplit(".", 1)[1][1:])
+        candidates = [
+            c for c in self.components
+            if c.name == base and (kind is None or c.kind == kind) and (not dist or c.distribution == dist)
+        ]
+        if version is not None:
+            candidates = [c for c in candidates if c.version == version]
+        if not candidates:
+            raise UnknownComponentError(self._unknown_message(base, kind, version, dist))
+        by_dist: dict[str, ComponentInfo] = {}
+        for c in candidates:  # the latest version per distribution
+            if c.distribution not in by_dist or c.version > by_dist[c.distribution].version:
+                by_dist[c.distribution] = c
+        kinds_found = {c.kind for c in by_dist.values()}
+        if len(kinds_found) > 1:
+            raise UnknownComponentError(
+                f"'{name}' names components of several kinds ({', '.join(sorted(kinds_found))}); say which kind"
+            )
+        if len(by_dist) > 1:
+            dists = sorted(by_dist)
+            raise UnknownComponentError(
+                f"'{base}' ({by_dist[dists[0]].kind}) is provided by both '{dists[0]}' and '{dists[1]}'"
+                f"; write '{dists[0]}:{base}' or '{dists[1]}:{base}'"
+            )
+        return next(iter(by_dist.values()))
+
+    def _unknown_message(self, name: str, kind: Optional[str], version: Optional[int], dist: str) -> str:
+        what = kind.replace("_", " ") if kind else "component"
+        same_name = [c for c in self.components if c.name == name]
+        if same_name and version is not None and (kind is None or any(c.kind == kind for c in same_name)):
+            versions = ", ".join(f"v{c.version}" for c in same_name)
+            return f"{what} '{name}' has no version v{version} (available: {versions})"
+        if same_name and dist:
+            return f"{what} '{name}' is not provided by '{dist}' (provided by: {', '.join(sorted({c.distribution for c in same_name}))})"
+        if same_name and kind and all(c.kind != kind for c in same_name):
+            return f"'{name}' is a {same_name[0].kind.replace('_', ' ')}, not a {what}"
+        names = sorted({c.name for c in self.components if kind is None or c.kind == kind})
+        return f"unknown {what} '{name}'{did_you_mean(name, names)} (available: {', '.join(names) or 'none'})"
+
+    # ---------------------------------------------------------------- import
+
+    def load_class(self, info: ComponentInfo) -> type:
+        """Import the component's class (the first moment its module, and torch, are imported)."""
+        if info.status != "ready":
+            raise ComponentNotImplementedError(
+                f"{info.kind.replace('_', ' ')} '{info.name}' ({info.plugin}) is registered but not implemented yet"
+            )
+        cls = _import_target(info.target)
+        interface = self.kinds[info.kind].interface if info.kind in self.kinds else ""
+        if interface and not issubclass(cls, _import_target(interface)):
+            raise ComponentImportError(f"{info.target} does not implement {interface} (kind '{info.kind}')")
+        return cls
+
+    def kind_of_class(self, cls: type) -> Optional[str]:
+        """The most specific kind whose interface ``cls`` implements (None if none)."""
+        best: Optional[tuple[str, type]] = None
+        for kind in self.kinds.values():
+            if not kind.interface:
+                continue
+            iface = _import_target(kind.interface)
+            if issubclass(cls, iface) and (best is None or issubclass(iface, best[1])):
+                best = (kind.name, iface)
+        return best[0] if best else None
+
+    def raw_component(self, target: str) -> ComponentInfo:
+        """An unregistered class given as ``module:Class`` (only when the user opts in)."""
+        cls = _import_target(target)
+        kind = self.kind_of_class(cls) or "unknown"
+        params = tuple(ParamSpec(name=n, **p) for n, p in params_from_class(cls, self.kind_of_class).items())
+        return ComponentInfo(name=target, kind=kind, target=target, summary=summary_of(cls), plugin="(import path)",
+                             distribution="(import path)", params=params)
+
+    # ---------------------------------------------------------------- validation
+
+    def check_component(
+        self,
+        spec: Any,
+        key: str,
+        kind: Optional[str],
+        issues: list[RecipeIssue],
+        locate: Locate = lambda key: None,
+        allow_import_paths: bool = False,
+    ) -> Optional[dict[str, Any]]:
+        """Validate one ``{component: name, **params}`` block (recursively); append every problem to
+        ``issues``. Returns the block with parameter values coerced to their declared types."""
+        what = kind.replace("_", " ") if kind else "component"
+        if not isinstance(spec, Mapping) or "component" not in spec:
+            issues.append(RecipeIssue(locate(key), key, f"expected a mapping with a 'component' key naming a {what}"))
+            return None
+        name = spec["component"]
+        ckey = f"{key}.component" if key else "component"
+        if not isinstance(name, str):
+            issues.append(RecipeIssue(locate(ckey), ckey, f"expected a {what} name (a string), got {name!r}"))
+            return None
+        try:
+            info = self._info_for(name, kind, allow_import_paths)
+        except (UnknownComponentError, ImportError, AttributeError, ValueError) as e:
+            issues.append(RecipeIssue(locate(ckey), ckey, str(e)))
+            return None
+        checked: dict[str, Any] = {"component": name}
+        declared = info.param
+        for pkey, value in spec.items():
+            if pkey == "component":
+                continue
+            dotted = f"{key}.{pkey}" if key else pkey
+            p = declared.get(pkey)
+            if p is None:
+                hint = did_you_mean(pkey, declared)
+                valid = ", ".join(declared) or "none"
+                issues.append(RecipeIssue(locate(dotted), dotted, f"unknown key for {what} '{info.name}'{hint} (valid keys: {valid})"))
+                continue
+            if p.component_kind:
+                if value is None and p.optional:
+                    checked[pkey] = None
+                else:
+                    checked[pkey] = self.check_component(value, dotted, p.component_kind, issues, locate, allow_import_paths)
+                continue
+            ok, coerced, message = _check_value(p, value)
+            if ok:
+                checked[pkey] = coerced
+            else:
+                issues.append(RecipeIssue(locate(dotted), dotted, message))
+        for p in info.params:
+            if p.required and p.name not in spec:
+                dotted = f"{key}.{p.name}" if key else p.name
+                issues.append(RecipeIssue(locate(key), dotted, f"missing required key '{p.name}' ({p.type}) for {what} '{info.name}'"))
+        return checked
+
+    def _info_for(self, name: str, kind: Optional[str], allow_import_paths: bool) -> ComponentInfo:
+        prefix = name.rpartition(":")[0]
+        if prefix and prefix not in self.distributions:  # "package.module:Class", not "dist:name"
+            if not allow_import_paths:
+                raise UnknownComponentError(
+                    f"'{name}' is an import path; recipes name registered components "
+                    "(register it in a plugin, or opt in with --allow-import-paths / allow_import_paths=True)"
+                )
+            return self.raw_component(name)
+        return self.resolve(name, kind)
+
+    def validate_component(self, spec: Any, kind: Optional[str] = None, allow_import_paths: bool = False) -> dict[str, Any]:
+        issues: list[RecipeIssue] = []
+        checked = self.check_component(spec, "", kind, issues, allow_import_paths=allow_import_paths)
+        if issues:
+            raise RecipeError(issues)
+        assert checked is not None
+        return checked
+
+    # ---------------------------------------------------------------- building
+
+    def build_component(self, spec: Mapping[str, Any], kind: Optional[str] = None, allow_import_paths: bool = False) -> Any:
+        """Validate ``{component: name, **params}`` and build it (sub-components first)."""
+        return self._instantiate(self.validate_component(spec, kind, allow_import_paths), kind, allow_import_paths)
+
+    def _instantiate(self, checked: Mapping[str, Any], kind: Optional[str], allow_import_paths: bool) -> Any:
+        info = self._info_for(checked["component"], kind, allow_import_paths)
+        cls = _import_target(info.target) if info.plugin == "(import path)" else self.load_class(info)
+        kwargs = {}
+        for pkey, value in checked.items():
+            if pkey == "component":
+                continue
+            p = info.param[pkey]
+            if p.component_kind and value is not None:
+                value = self._instantiate(value, p.component_kind, allow_import_paths)
+            kwargs[pkey] = value
+        return cls(**kwargs)
+
+    def build(self, recipe: Any, overrides: Iterable[str] = (), allow_import_paths: bool = False) -> Any:
+        """Build the model of a recipe (a path, a dict or a validated ``Recipe``)."""
+        from tts_zoo.recipe import Recipe, load_recipe
+
+        if not isinstance(recipe, Recipe):
+            recipe = load_recipe(recipe, overrides=overrides, registry=self, allow_import_paths=allow_import_paths)
+        return self.build_component(recipe.model, "model", allow_import_paths or recipe.allow_import_paths)
+
+
+def _check_value(p: ParamSpec, value: Any) -> tuple[bool, Any, str]:
+    """(ok, coerced value, message) for a plain parameter value."""
+    import pydantic
+
+    try:
+        return True, _adapter(p.type).validate_python(value), ""
+    except pydantic.ValidationError as e:
+        detail = e.errors()[0]
+        where = "".join(f"[{x}]" for x in detail["loc"]) if detail["loc"] else ""
+        return False, None, f"expected {p.type}, got {value!r}{(' (at ' + where + ')') if where else ''}: {detail['msg'].lower()}"
+
+
+@lru_cache(maxsize=None)
+def _adapter(type_string: str) -> Any:
+    import pydantic
+
+    return pydantic.TypeAdapter(ParamSpec("_", type_string).python_type())
+
+
+@lru_cache(maxsize=None)
+def _import_target(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise ComponentImportError(f"cannot import '{module}' for {target}: {e}") from e
+    for part in attr.split(".") if attr else []:
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ComponentImportError(f"'{module}' has no attribute '{attr}' ({target})") from None
+    return obj
+
+
+# The process-wide registry of installed plugins, and module-level shortcuts to it.
+default = Registry()
+
+
+def build(recipe: Any, overrides: Iterable[str] = (), allow_import_paths: bool = False) -> Any:
+    """Build a recipe's model: ``registry.build("recipes/demo.yaml")``."""
+    return default.build(recipe, overrides, allow_import_paths)
+
+
+def build_component(spec: Mapping[str, Any], kind: Optional[str] = None, allow_import_paths: bool = False) -> Any:
+    """Build one component from ``{component: name, **params}``."""
+    return default.build_component(spec, kind, allow_import_paths)
+
+
+def resolve(name: str, kind: Optional[str] = None) -> ComponentInfo:
+    return default.resolve(name, kind)
+
+
+def list_components(kind: Optional[str] = None) -> list[ComponentInfo]:
+    return default.list(kind)
