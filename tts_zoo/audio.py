@@ -172,6 +172,13 @@ def log_mel(wave: Tensor) -> Tensor:
 # Resampling
 
 
+def _reduced_ratio(orig_sr: int, new_sr: int) -> tuple[int, int]:
+    if int(orig_sr) != orig_sr or int(new_sr) != new_sr or orig_sr <= 0 or new_sr <= 0:
+        raise ValueError(f"resample: sample rates must be positive integers, got {orig_sr} -> {new_sr}")
+    gcd = math.gcd(int(orig_sr), int(new_sr))
+    return int(orig_sr) // gcd, int(new_sr) // gcd
+
+
 def resample_kernel(
     orig_sr: int, new_sr: int, lowpass_filter_width: int = 6, rolloff: float = 0.99
 ) -> tuple[Tensor, int]:
@@ -181,12 +188,9 @@ def resample_kernel(
     Output sample j of each block of ``new`` sits at input time ``j * orig / new``; the sinc is cut
     at ``lowpass_filter_width`` zero crossings of the low-pass at ``rolloff * min(orig, new) / 2``.
     """
-    if int(orig_sr) != orig_sr or int(new_sr) != new_sr or orig_sr <= 0 or new_sr <= 0:
-        raise ValueError(f"resample: sample rates must be positive integers, got {orig_sr} -> {new_sr}")
     if lowpass_filter_width <= 0:
         raise ValueError("resample: lowpass_filter_width must be positive")
-    gcd = math.gcd(int(orig_sr), int(new_sr))
-    orig, new = int(orig_sr) // gcd, int(new_sr) // gcd
+    orig, new = _reduced_ratio(orig_sr, new_sr)
     base = min(orig, new) * rolloff
     width = math.ceil(lowpass_filter_width * orig / base)
     # float32 throughout, as torchaudio.functional.resample builds it for a float32 waveform.
@@ -208,12 +212,11 @@ def resample(
 
     Any integer rates (24k→16k for WavLM, 22.05k→24k for LJSpeech, ...); identity when equal.
     """
-    if orig_sr == new_sr:
+    orig, new = _reduced_ratio(orig_sr, new_sr)
+    if orig == new:
         return wave
     if not wave.is_floating_point():
         wave = wave.float()
-    gcd = math.gcd(int(orig_sr), int(new_sr))
-    orig, new = int(orig_sr) // gcd, int(new_sr) // gcd
     kernel = _constant("resample", (orig, new, lowpass_filter_width, rolloff), wave.device, wave.dtype)
     width = (kernel.shape[-1] - orig) // 2
     shape = wave.shape

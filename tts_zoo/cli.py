@@ -62,6 +62,7 @@ def list_components(
         broken = [{"plugin": b.plugin, "distribution": b.distribution, "error": b.error} for b in reg.broken]
         print(json.dumps({"components": rows, "broken_plugins": broken}, indent=2))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -70,12 +71,12 @@ def list_components(
     previous = None
     for c in components:
         status = "" if c.status == "ready" else f" [yellow]({c.status})[/]"
-        table.add_row("" if c.kind == previous else c.kind, c.name + status, f"v{c.version}", c.distribution, c.summary)
+        table.add_row("" if c.kind == previous else c.kind, c.name + status, f"v{c.version}", c.distribution, escape(c.summary))
         previous = c.kind
     console = _console()
     console.print(table)
     for b in reg.broken:
-        console.print(f"[red]broken plugin[/] {b.plugin} ({b.distribution}): {b.error}")
+        console.print(f"[red]broken plugin[/] {escape(b.plugin)} ({escape(b.distribution)}): {escape(b.error)}")
 
 
 @app.command("show")
@@ -84,6 +85,7 @@ def show(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Disambiguate when several kinds share a name."),
 ) -> None:
     """Show a component's parameters (types, defaults, descriptions) and where it is defined."""
+    from rich.markup import escape
     from rich.table import Table
 
     from tts_zoo.registry import default as reg
@@ -92,14 +94,14 @@ def show(
     console = _console()
     status = "" if c.status == "ready" else f"  [yellow]({c.status}: registered, not buildable yet)[/]"
     console.print(f"[bold]{c.name}[/] v{c.version} — {c.kind}{status}")
-    console.print(c.summary)
+    console.print(escape(c.summary))
     console.print(f"defined in: {c.target}  (package {c.distribution}, plugin {c.plugin})")
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("parameter", "type", "default", "description"):
         table.add_column(col, overflow="fold")
     for p in c.params:
-        default = "[red]required[/]" if p.required else json.dumps(p.default, ensure_ascii=False)
-        table.add_row(p.name, p.type, default, p.help)
+        default = "[red]required[/]" if p.required else escape(json.dumps(p.default, ensure_ascii=False))
+        table.add_row(p.name, escape(p.type), default, escape(p.help))
     console.print(table)
 
 

@@ -242,6 +242,16 @@ class TTSModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def synthesize(self, tokens: Tensor, style: Optional[Tensor] = None, **options: Any) -> Tensor: ...
 
+    def reference_style(self, wave: Tensor) -> Tensor:
+        """A reference recording [S] at ``sample_rate`` → the style [1, D] that ``synthesize`` takes."""
+        raise NotImplementedError(f"{type(self).__name__} does not take reference audio")
+
+    @classmethod
+    def inference_block(cls, block: dict[str, Any]) -> dict[str, Any]:
+        """The recipe's model block with training-only parts removed (used when loading a
+        checkpoint for synthesis). Default: unchanged."""
+        return block
+
 
 class Stage(abc.ABC):
     """One training stage over a built model (StyleTTS 2: stage 1, stage 2, fine-tune).

@@ -20,9 +20,11 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.resources
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Any, Optional
 
 import yaml
@@ -303,9 +305,14 @@ class Registry:
         return cls(**kwargs)
 
     def build(self, recipe: Any, overrides: Iterable[str] = (), allow_import_paths: bool = False) -> Any:
-        """Build the model of a recipe (a path, a dict or a validated ``Recipe``)."""
+        """Build the model of a recipe (a path, a dict or a validated ``Recipe``), or rebuild a model
+        from a tts-zoo checkpoint directory (weights loaded, eval mode)."""
         from tts_zoo.recipe import Recipe, load_recipe
 
+        if isinstance(recipe, (str, os.PathLike)) and (Path(recipe) / "model.safetensors").is_file():
+            from tts_zoo.checkpoint import load_model
+
+            return load_model(recipe, for_inference=False, registry=self)
         if not isinstance(recipe, Recipe):
             recipe = load_recipe(recipe, overrides=overrides, registry=self, allow_import_paths=allow_import_paths)
         return self.build_component(recipe.model, "model", allow_import_paths or recipe.allow_import_paths)

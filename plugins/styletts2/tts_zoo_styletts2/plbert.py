@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 import yaml
@@ -59,7 +59,7 @@ class PLBert(interfaces.LanguageModel):
         dropout: float = 0.1,
         output_dim: int = 512,
         weights: Optional[str] = None,
-        attn_implementation: Optional[str] = None,
+        attn_implementation: Optional[Literal["sdpa", "eager"]] = None,
     ):
         super().__init__()
         config = AlbertConfig(

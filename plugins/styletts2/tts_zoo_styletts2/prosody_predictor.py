@@ -84,7 +84,7 @@ class ProsodyPredictor(interfaces.DurationModel):
 
     Args:
         style_dim: Size of the prosodic style vector.
-        d_hid: Hidden width (the recipe's ``hidden_dim``).
+        d_hid: Hidden width (the reference config's ``hidden_dim``).
         nlayers: Number of (BiLSTM, AdaLayerNorm) pairs in the duration encoder (``n_layer``).
         max_dur: Number of duration bins (the longest duration of one token, in 2-frame units).
         dropout: Dropout in the duration encoder and the AdaIN blocks (training only).

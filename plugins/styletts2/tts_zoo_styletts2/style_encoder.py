@@ -71,7 +71,7 @@ class StyleEncoder(interfaces.StyleEncoder):
     mel [B, 1, n_mels, F] → [B, style_dim].
 
     Args:
-        dim_in: Channels of the first conv (the recipe's ``dim_in``).
+        dim_in: Channels of the first conv (the reference config's ``dim_in``).
         style_dim: Size of the style vector.
         max_conv_dim: Channel cap of the residual blocks (the reference passes ``hidden_dim``).
         num_blocks: Number of down-sampling residual blocks.

@@ -38,10 +38,10 @@ class TextEncoder(interfaces.TextEncoder):
     tokens [B, T] long, lengths [B], padding_mask [B, T] bool (True = padding) → [B, channels, T].
 
     Args:
-        channels: Embedding, conv and output width (the recipe's ``hidden_dim``).
+        channels: Embedding, conv and output width (the reference config's ``hidden_dim``).
         kernel_size: Kernel size of the convolutions (odd; "same" padding).
-        depth: Number of conv blocks (the recipe's ``n_layer``).
-        n_symbols: Size of the token table (the recipe's ``n_token``).
+        depth: Number of conv blocks (the reference config's ``n_layer``).
+        n_symbols: Size of the token table (the reference config's ``n_token``).
         dropout: Dropout after each conv block (training only; hard-wired 0.2 in the reference).
     """
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
+from tts_zoo.checkpoint import load_state_strict
 from tts_zoo.errors import CheckpointError
 from tts_zoo.interfaces import Aligner, AlignerOutput
 
@@ -208,24 +209,6 @@ class ASRS2S(nn.Module):
         return torch.stack(hiddens, 1), torch.stack(logits, 1), torch.stack(alignments, 1)
 
 
-def _load_strict(module: nn.Module, state: dict[str, Tensor], source: Path) -> None:
-    """load_state_dict(strict) with a one-line error naming the missing, unexpected and misshapen keys."""
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k} (file {list(state[k].shape)}, model {list(own[k].shape)})"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = [f"{what}: {', '.join(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)) if keys]
-    if problems:
-        raise CheckpointError(f"{source}: does not match {type(module).__name__} — " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
-
-
 class ASRCNN(Aligner):
     """StyleTTS 2 text aligner (ASR-CNN + CTC head + location-sensitive attention decoder).
 
@@ -250,6 +233,7 @@ class ASRCNN(Aligner):
         location_n_filters: Filters of the attention's location convolution.
         location_kernel_size: Kernel size of the attention's location convolution.
         token_mask_prob: Probability that a text token is replaced by the unk id 3 (drawn on every call).
+        weights: Pretrained weights to load: the reference's ``Utils/ASR/epoch_00080.pth`` (None = random init).
     """
 
     n_down = 1  # the stride-2 input conv halves the frame rate once
@@ -265,6 +249,7 @@ class ASRCNN(Aligner):
         location_n_filters: int = 32,
         location_kernel_size: int = 63,
         token_mask_prob: float = 0.1,
+        weights: Optional[str] = None,
     ):
         super().__init__()
         self.n_token = n_token
@@ -280,6 +265,8 @@ class ASRCNN(Aligner):
         self.asr_s2s = ASRS2S(
             token_embedding_dim, hidden_dim // 2, n_token, location_n_filters, location_kernel_size, token_mask_prob
         )
+        if weights is not None:
+            self.load_official_weights(weights)
 
     def get_feature(self, mel: Tensor) -> Tensor:
         """mel [B, n_mels, F] or [B, 1, n_mels, F] → CNN features [B, hidden_dim/2, F/2]."""
@@ -292,6 +279,16 @@ class ASRCNN(Aligner):
         ctc_logits = self.ctc_linear(features)
         _, s2s_logits, attention = self.asr_s2s(features, mel_padding_mask, tokens)
         return AlignerOutput(ctc_logits, s2s_logits, attention)
+
+    def load_official_weights(self, checkpoint_path: str | Path) -> None:
+        """Load the reference's ``epoch_00080.pth`` (``{'model': state_dict}``) strictly."""
+        checkpoint_path = Path(checkpoint_path)
+        if not checkpoint_path.is_file():
+            raise CheckpointError(f"text aligner file not found: {checkpoint_path} — {_DOWNLOAD_HINT} and put it at {checkpoint_path.parent}")
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "model" not in state:
+            raise CheckpointError(f"{checkpoint_path}: expected a dict with key 'model' (the AuxiliaryASR format)")
+        load_state_strict(self, state["model"], checkpoint_path)
 
     @classmethod
     def from_official(cls, config_yml_path: str | Path, checkpoint_path: str | Path, **overrides: Any) -> "ASRCNN":
@@ -306,8 +303,5 @@ class ASRCNN(Aligner):
             model = cls(**params)
         except TypeError as e:
             raise CheckpointError(f"{config_yml_path}: model_params do not fit ASRCNN ({e})") from None
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or "model" not in state:
-            raise CheckpointError(f"{checkpoint_path}: expected a dict with key 'model' (the AuxiliaryASR format)")
-        _load_strict(model, state["model"], checkpoint_path)
+        model.load_official_weights(checkpoint_path)
         return model.eval()

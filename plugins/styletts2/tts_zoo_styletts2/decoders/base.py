@@ -4,7 +4,7 @@ The body turns text-aligned features, F0 and energy into the generator's input: 
 halved in rate by strided convs, then an encoder block and four decoder blocks (AdaIN residual
 blocks conditioned on the acoustic style) re-inject the aligned features, F0 and energy; the last
 block upsamples ×2 back to the F0 rate. A subclass adds ``self.generator`` (the waveform generator,
-``generator(x [B, C, 2F], style [B, S], f0 [B, 2F]) → [B, 1, 600·F]``).
+``generator(x [B, C, 2F], style [B, S], f0 [B, 2F]) → [B, 1, 600·F]`` at the official rates).
 
 Also here: the Snake + AdaIN HiFi-GAN residual block both generators use.
 """
@@ -12,7 +12,7 @@ Also here: the Snake + AdaIN HiFi-GAN residual block both generators use.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +67,8 @@ class StyleTTS2Decoder(Vocoder):
     """Decoder body (``encode``, ``decode.0-3``, ``F0_conv``, ``N_conv``, ``asr_res``); subclasses
     add ``generator``.
 
-    forward(aligned [B, dim_in, F], f0 [B, 2F], energy [B, 2F], style [B, style_dim]) → [B, 1, 600·F].
+    forward(aligned [B, dim_in, F], f0 [B, 2F], energy [B, 2F], style [B, style_dim])
+    → [B, 1, samples_per_frame·F] (600 at the official rates).
     In train mode F0 and energy are first smoothed by a random box filter (width drawn with Python's
     ``random``: F0 ∈ {none, 3, 7}, energy ∈ {none, 3, 7, 15}), as in the reference.
     """

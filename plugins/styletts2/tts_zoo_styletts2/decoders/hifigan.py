@@ -52,11 +52,15 @@ class HiFiGANGenerator(nn.Module):
         self.ups = nn.ModuleList()
         for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
             c_in, c_out = upsample_initial_channel // 2**i, upsample_initial_channel // 2 ** (i + 1)
-            self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, c_out, k, u, padding=u // 2 + u % 2, output_padding=u % 2)))
+            self.ups.append(
+                weight_norm(nn.ConvTranspose1d(c_in, c_out, k, u, padding=u // 2 + u % 2, output_padding=u % 2))
+            )
             if i + 1 < len(upsample_rates):
                 # Strided conv from the sample rate down to this stage's rate.
                 stride = math.prod(upsample_rates[i + 1 :])
-                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride, padding=(stride + 1) // 2))
+                self.noise_convs.append(
+                    nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride, padding=(stride + 1) // 2)
+                )
                 self.noise_res.append(AdaINResBlock1(c_out, 7, [1, 3, 5], style_dim))
             else:
                 self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
@@ -97,7 +101,8 @@ class HiFiGANDecoder(StyleTTS2Decoder):
 
     Li et al. 2023 (StyleTTS 2) on Kong et al. 2020 (HiFi-GAN) and Wang et al. 2019 (hn-NSF source).
     forward(aligned [B, dim_in, F], f0 [B, 2F] Hz, energy [B, 2F], style [B, style_dim])
-    → waveform [B, 1, 600·F] at 24 kHz (prod(upsample_rates) must be 300).
+    → waveform [B, 1, samples_per_frame·F] at 24 kHz; samples_per_frame = 2·prod(upsample_rates)
+    (600 with the official rates).
     Draws rand(B, 9), randn(B, S, 9), randn(B, S, 1) from torch's global generator (the NSF source).
 
     Args:
@@ -111,6 +116,10 @@ class HiFiGANDecoder(StyleTTS2Decoder):
         hidden_dim: Width of the decoder body's blocks (the reference's hard-wired 1024).
         asr_res_dim: Width of the re-injected aligned features (the reference's hard-wired 64).
     """
+
+    # The reference's inference shifts the aligned inputs of the HiFi-GAN decoder one frame right
+    # (Inference_LibriTTS.ipynb); StyleTTS2.decode reads this.
+    aligned_frame_shift = 1
 
     def __init__(
         self,
@@ -133,3 +142,4 @@ class HiFiGANDecoder(StyleTTS2Decoder):
             resblock_dilation_sizes,
             upsample_kernel_sizes,
         )
+        self.samples_per_frame = 2 * self.generator.upsample_scale

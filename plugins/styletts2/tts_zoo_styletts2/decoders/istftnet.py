@@ -137,7 +137,8 @@ class ISTFTNetDecoder(StyleTTS2Decoder):
 
     Li et al. 2023 (StyleTTS 2) on Kaneko et al. 2022 (iSTFTNet) and Wang et al. 2019 (hn-NSF source).
     forward(aligned [B, dim_in, F], f0 [B, 2F] Hz, energy [B, 2F], style [B, style_dim])
-    → waveform [B, 1, 600·F] at 24 kHz (prod(upsample_rates)·gen_istft_hop_size must be 300).
+    → waveform [B, 1, samples_per_frame·F] at 24 kHz;
+    samples_per_frame = 2·prod(upsample_rates)·gen_istft_hop_size (600 with the official rates).
     Draws rand(B, 9), randn(B, S, 9), randn(B, S, 1) from torch's global generator (the NSF source).
 
     Args:
@@ -179,3 +180,4 @@ class ISTFTNetDecoder(StyleTTS2Decoder):
             gen_istft_n_fft,
             gen_istft_hop_size,
         )
+        self.samples_per_frame = 2 * self.generator.upsample_scale

@@ -70,6 +70,8 @@ class SineGen(nn.Module):
         sine_waves = self._f02sine(fn) * self.sine_amp
         uv = (f0 > self.voiced_threshold).to(f0.dtype)
         noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
+        # sine_waves is a transposed view; keep it so: normal_ draws a non-contiguous tensor in
+        # another order than a contiguous one, and the reference's draws are the former.
         noise = noise_amp * torch.randn_like(sine_waves)
         sine_waves = sine_waves * uv + noise
         return sine_waves, uv, noise

@@ -135,7 +135,7 @@ class FixedEmbedding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         batch, length = x.shape[:2]
         if length > self.max_length:
-            raise ValueError(f"text of {length} tokens is longer than the diffusion's embedding_max_length {self.max_length}")
+            raise ValueError(f"text of {length} tokens exceeds embedding_max_length {self.max_length}")
         rows = self.embedding(torch.arange(length, device=x.device))
         return rows.unsqueeze(0).expand(batch, -1, -1)
 

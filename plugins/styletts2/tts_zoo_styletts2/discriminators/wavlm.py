@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tts_zoo.audio import resample
 from tts_zoo.interfaces import Discriminator, DiscriminatorOutput
 from tts_zoo_styletts2.layers import weight_norm
 
@@ -39,6 +40,11 @@ def load_slm(model: str, random_init_config: Optional[dict[str, Any]] = None, lo
 
     if random_init_config is not None:
         slm = transformers.WavLMModel(transformers.WavLMConfig(**random_init_config))
+    elif model.startswith(("/", "./", "../", "~")) or os.path.isdir(os.path.expanduser(model)):
+        path = os.path.expanduser(model)
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"speech LM directory {model!r} has no config.json (expected a saved transformers model)")
+        slm = transformers.AutoModel.from_pretrained(path, local_files_only=True)
     else:
         if local_files_only is None:
             local_files_only = _offline()
@@ -119,14 +125,16 @@ class WavLMDiscriminator(Discriminator):
         self.slm._apply(fn, recurse)
         return self
 
+    def extra_repr(self) -> str:
+        cfg = self.slm.config
+        return f"slm={type(self.slm).__name__}(hidden={cfg.hidden_size}, states={cfg.num_hidden_layers + 1}, frozen)"
+
     def hidden_states(self, wave: Tensor) -> list[Tensor]:
         """Wave [B, S] or [B, 1, S] at ``sample_rate`` → ``nlayers`` states [B, frames, hidden].
 
         Differentiable with respect to ``wave`` (WavLM's weights are frozen); wrap the call in
         ``torch.no_grad()`` for targets.
         """
-        from tts_zoo.audio import resample
-
         if wave.dim() == 3:
             wave = wave.squeeze(1)
         wave = resample(wave, self.sample_rate, self.slm_sample_rate)

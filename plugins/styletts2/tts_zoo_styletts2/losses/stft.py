@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tts_zoo.audio import MEL_MEAN, MEL_STD, mel_spectrogram
 from tts_zoo.interfaces import Loss
-
-MEL_MEAN, MEL_STD = -4.0, 4.0
 
 
 class MultiResolutionSTFTLoss(Loss):
@@ -45,15 +44,16 @@ class MultiResolutionSTFTLoss(Loss):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
 
-    def log_mel(self, wave: Tensor, resolution: int = 0) -> Tensor:
-        """Wave [..., S] → normalised log-mel [..., n_mels, 1 + S // hop] at one resolution."""
-        from tts_zoo.audio import mel_spectrogram
-
+    def mel(self, wave: Tensor, resolution: int = 0) -> Tensor:
+        """Wave [..., S] → mel power spectrogram [..., n_mels, 1 + S // hop] at one resolution."""
         n_fft, hop, win = self.resolutions[resolution]
-        mel = mel_spectrogram(
+        return mel_spectrogram(
             wave, sample_rate=self.sample_rate, n_fft=n_fft, win_length=win, hop_length=hop, n_mels=self.n_mels
         )
-        return (torch.log(1e-5 + mel) - MEL_MEAN) / MEL_STD
+
+    def log_mel(self, wave: Tensor, resolution: int = 0) -> Tensor:
+        """Wave [..., S] → normalised log-mel (log(1e-5 + mel) + 4) / 4 at one resolution."""
+        return (torch.log(1e-5 + self.mel(wave, resolution)) - MEL_MEAN) / MEL_STD
 
     def per_resolution(self, prediction: Tensor, target: Tensor) -> list[Tensor]:
         """The spectral convergence of each resolution (scalars)."""

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from tts_zoo.checkpoint import load_state_strict
 from tts_zoo.errors import CheckpointError
 from tts_zoo.interfaces import PitchExtractor
 
@@ -63,6 +64,7 @@ class JDCNet(PitchExtractor):
         seq_len: Unused by the forward (kept for the reference's constructor signature).
         channels: Widths [c0, c1, c2, c3] of the conv block and the three ResBlocks.
         leaky_relu_slope: Negative slope of every LeakyReLU.
+        weights: Pretrained weights to load: the reference's ``Utils/JDC/bst.t7`` (None = random init).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class JDCNet(PitchExtractor):
         seq_len: int = 192,
         channels: list[int] = [64, 128, 192, 256],  # noqa: B006 - never mutated; the catalogue reads it
         leaky_relu_slope: float = 0.01,
+        weights: Optional[str] = None,
     ):
         super().__init__()
         c0, c1, c2, c3 = channels
@@ -106,6 +109,8 @@ class JDCNet(PitchExtractor):
         self.classifier = nn.Linear(2 * c3, num_class)
         self.detector = nn.Linear(2 * c3, 2)
         self.apply(self._init_weights)
+        if weights is not None:
+            self.load_official_weights(weights)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -139,34 +144,20 @@ class JDCNet(PitchExtractor):
             f0 = f0.squeeze(-1)
         return f0, gan_feature, pooled
 
-    @classmethod
-    def from_official(cls, bst_t7_path: str | Path, channels: list[int] = [64, 128, 192, 256], **kwargs) -> "JDCNet":  # noqa: B006
-        """Build at ``channels`` and load the reference's ``bst.t7`` (``{'net': state_dict}``, with
-        BatchNorm statistics) strictly. Returned in eval mode."""
+    def load_official_weights(self, bst_t7_path: str | Path) -> None:
+        """Load the reference's ``bst.t7`` (``{'net': state_dict}``, with BatchNorm statistics) strictly."""
         path = Path(bst_t7_path)
         if not path.is_file():
             raise CheckpointError(f"pitch extractor file not found: {path} — {_DOWNLOAD_HINT} and put it at {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "net" not in state:
             raise CheckpointError(f"{path}: expected a dict with key 'net' (the JDC format)")
+        load_state_strict(self, state["net"], path)
+
+    @classmethod
+    def from_official(cls, bst_t7_path: str | Path, channels: list[int] = [64, 128, 192, 256], **kwargs) -> "JDCNet":  # noqa: B006
+        """Build at ``channels`` and load the reference's ``bst.t7`` (``{'net': state_dict}``, with
+        BatchNorm statistics) strictly. Returned in eval mode."""
         model = cls(channels=list(channels), **kwargs)
-        _load_strict(model, state["net"], path)
+        model.load_official_weights(bst_t7_path)
         return model.eval()
-
-
-def _load_strict(module: nn.Module, state: dict[str, Tensor], source: Path) -> None:
-    """load_state_dict(strict) with a one-line error naming the missing, unexpected and misshapen keys."""
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k} (file {list(state[k].shape)}, model {list(own[k].shape)})"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = [f"{what}: {', '.join(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)) if keys]
-    if problems:
-        raise CheckpointError(f"{source}: does not match {type(module).__name__} — " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
