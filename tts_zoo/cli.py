@@ -153,18 +153,37 @@ def catalogue(
         raise typer.Exit(1)
 
 
-def _register_optional_commands() -> None:
-    """Commands whose modules are added by later parts of the project."""
-    try:
-        from tts_zoo.data.commands import prepare
-    except ImportError:
-        return
-    app.command("prepare")(prepare)
+# Commands that live beside the library code they wrap ("name": "module:function"). Their modules
+# must import cheaply (no torch at module level): they are imported to build the command line.
+CORE_COMMANDS = {
+    "prepare": "tts_zoo.data.commands:prepare",
+    "train": "tts_zoo.train.commands:train",
+    "synthesize": "tts_zoo.synthesize:synthesize_command",
+}
+PLUGIN_COMMAND_GROUP = "tts_zoo.commands"  # plugins add commands (e.g. import-styletts2) here
+
+
+def _register_commands() -> None:
+    import importlib
+    import importlib.metadata
+
+    targets = dict(CORE_COMMANDS)
+    for ep in importlib.metadata.entry_points(group=PLUGIN_COMMAND_GROUP):
+        targets.setdefault(ep.name, ep.value)
+    for name, target in targets.items():
+        module, _, attr = target.partition(":")
+        try:
+            function = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:  # a broken plugin must not break the CLI
+            if not module.startswith("tts_zoo."):
+                print(f"warning: command {name!r} unavailable ({target}: {e})", file=sys.stderr)
+            continue
+        app.command(name)(function)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: user errors → one line each on stderr, exit code 2."""
-    _register_optional_commands()
+    _register_commands()
     try:
         app(args=argv, standalone_mode=False)
     except TTSZooError as e:

@@ -36,6 +36,10 @@ class CheckpointError(TTSZooError):
     """A weight file is missing, unreadable or does not match the model (missing/unexpected keys)."""
 
 
+class MissingWeightsError(CheckpointError, FileNotFoundError):
+    """Pretrained weights are not on this machine; the message says what to download and where."""
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a value came from: a file and 1-based line, or a command-line override."""

@@ -39,7 +39,10 @@ def test_every_component_class_of_the_plugin_is_registered():
             if (inspect.isclass(obj) and obj.__module__ == module.__name__ and not name.startswith("_")
                     and not inspect.isabstract(obj) and registry.kind_of_class(obj)):
                 found.add(f"{module.__name__}:{name}")
-    assert found - targets == set(), f"component classes missing from registry.yaml: {sorted(found - targets)}"
+    # A shared base of registered components (e.g. the decoder body) is not a component itself.
+    bases = {f"{b.__module__}:{b.__qualname__}" for t in targets for b in _import_target(t).__mro__[1:]}
+    missing = found - targets - bases
+    assert not missing, f"component classes missing from registry.yaml: {sorted(missing)}"
 
 
 def test_catalogue_is_in_sync_with_the_constructors():

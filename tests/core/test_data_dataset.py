@@ -189,3 +189,14 @@ def test_demo_is_deterministic_and_cached(tmp_path):
     stamps = [i.audio.stat().st_mtime_ns for i in one]
     again = build_demo(tmp_path / "one", n_utterances=16, workers=1, seed=2)  # kept, not redone
     assert [i.audio.stat().st_mtime_ns for i in again] == stamps
+
+
+def test_lengths_from_manifest_or_audio_header(tmp_path, corpus):
+    recs, _ = corpus
+    ds = SpeechDataset(recs, FakeFrontend())
+    for i, r in enumerate(recs):
+        if r.sample_rate == 24000:  # the estimate is the mel's frame count (before the even cut)
+            assert ds.lengths[i] // 2 * 2 == ds[i].mel.shape[-1]
+    write_list(tmp_path / "list.txt", recs, {"a": 0, "b": 1})
+    from_list = SpeechDataset.from_list(tmp_path / "list.txt", FakeFrontend())  # durations unknown: read headers
+    assert from_list.lengths == ds.lengths

@@ -59,7 +59,7 @@ def test_plugin_sampler_follows_the_sampler_contract_on_a_gaussian(site):
         import torch
         from tts_zoo import registry
         ddim = registry.build_component({"component": "ddim"}, "sampler")
-        sched = registry.build_component({"component": "karras", "sigma_min": 1e-3, "sigma_max": 20.0, "rho": 7.0}, "noise_schedule")
+        sched = registry.build_component({"component": "karras", "sigma_min": 1e-3, "sigma_max": 80.0, "rho": 7.0}, "noise_schedule")
         mu, s = 1.5, 0.5
         denoise = lambda x, sigma: (s**2 * x + sigma**2 * mu) / (s**2 + sigma**2)
         x = ddim(denoise, torch.randn(20000, generator=torch.Generator().manual_seed(0)), sched(50))

@@ -88,3 +88,12 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what
     diff = (actual - expected).abs()
     worst = diff.max().item() if diff.numel() else 0.0
     assert worst <= atol, f"{what}: max|Δ| = {worst:.3g} > {atol:g} at {tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])}"
+
+
+def tiny_wavlm_config(hidden: int, nlayers: int) -> dict:
+    """A random WavLM whose ``nlayers`` hidden states have width ``hidden`` (README section 8)."""
+    heads = next(h for h in (4, 2, 1) if hidden % h == 0)
+    return dict(
+        hidden_size=hidden, num_hidden_layers=nlayers - 1, num_attention_heads=heads, intermediate_size=2 * hidden,
+        conv_dim=[8] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=heads,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.styletts2.reference import FixtureSet, assert_close
+from tests.styletts2.reference import FixtureSet, assert_close, tiny_wavlm_config
 from tts_zoo import interfaces
 from tts_zoo_styletts2.discriminators.mpd import MultiPeriodDiscriminator
 from tts_zoo_styletts2.discriminators.msd import MultiResSpecDiscriminator
@@ -25,15 +25,6 @@ def build_msd(fs: FixtureSet, weights: str = "stage2") -> MultiResSpecDiscrimina
     model = MultiResSpecDiscriminator(channels=fs.overrides["msd_channels"])
     model.load_state_dict(getattr(fs, weights)["net"]["msd"], strict=True)
     return model.eval()
-
-
-def tiny_wavlm_config(hidden: int, nlayers: int) -> dict:
-    """A random WavLM whose ``nlayers`` hidden states have width ``hidden`` (README section 8)."""
-    heads = next(h for h in (4, 2, 1) if hidden % h == 0)
-    return dict(
-        hidden_size=hidden, num_hidden_layers=nlayers - 1, num_attention_heads=heads, intermediate_size=2 * hidden,
-        conv_dim=[8] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=heads,
-    )
 
 
 def build_wd(fs: FixtureSet, weights: str = "stage2") -> WavLMDiscriminator:
@@ -173,13 +164,15 @@ def test_wavlm_rejects_mismatched_head():
 
 
 def test_missing_wavlm_weights_say_what_to_download(tmp_path):
+    wd = WavLMDiscriminator(model="tts-zoo-tests/no-such-wavlm", local_files_only=True)  # the LM loads lazily
+    assert sum(p.numel() for p in wd.parameters()) > 0
     with pytest.raises(FileNotFoundError) as err:
-        WavLMDiscriminator(model="tts-zoo-tests/no-such-wavlm", local_files_only=True)
+        wd.slm
     message = str(err.value)
     assert "\n" not in message
     assert "huggingface-cli download tts-zoo-tests/no-such-wavlm" in message and "local directory" in message
     with pytest.raises(FileNotFoundError, match="config.json"):
-        WavLMDiscriminator(model=str(tmp_path))
+        WavLMDiscriminator(model=str(tmp_path)).slm
 
 
 def test_wavlm_loads_a_local_directory(tmp_path):

@@ -7,8 +7,7 @@ import torch
 from tts_zoo import registry
 from tts_zoo.errors import CheckpointError
 from tts_zoo_styletts2 import official
-from tests.styletts2.reference import FIXTURES, assert_close
-from tests.styletts2.test_discriminators import tiny_wavlm_config
+from tests.styletts2.reference import FIXTURES, assert_close, tiny_wavlm_config
 
 
 def build(fs, **block_overrides):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from tests.styletts2.reference import FixtureSet
-from tests.styletts2.test_discriminators import tiny_wavlm_config
+from tests.styletts2.reference import FixtureSet, tiny_wavlm_config
+
 from tts_zoo_styletts2.decoders.hifigan import HiFiGANDecoder
 from tts_zoo_styletts2.decoders.istftnet import ISTFTNetDecoder
 from tts_zoo_styletts2.diffusion.style_diffusion import StyleDiffusion

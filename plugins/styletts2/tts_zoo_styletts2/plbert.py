@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from transformers import AlbertConfig, AlbertModel
 
 from tts_zoo import interfaces
-from tts_zoo.errors import CheckpointError
+from tts_zoo.errors import CheckpointError, MissingWeightsError
 
 _POSITION_IDS = "embeddings.position_ids"
 _DOWNLOAD_HINT = (
@@ -153,7 +153,7 @@ def _read_transformers_state(root: Path) -> dict[str, Tensor]:
 def _existing_dir(path: str) -> Path:
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise CheckpointError(f"PL-BERT directory {root} not found: {_DOWNLOAD_HINT}")
+        raise MissingWeightsError(f"PL-BERT directory {root} not found: {_DOWNLOAD_HINT}")
     return root
 
 

@@ -19,7 +19,7 @@ import yaml
 from torch import Tensor, nn
 
 from tts_zoo.checkpoint import load_state_strict
-from tts_zoo.errors import CheckpointError
+from tts_zoo.errors import CheckpointError, MissingWeightsError
 from tts_zoo.interfaces import Aligner, AlignerOutput
 
 _DOWNLOAD_HINT = "download the official Utils/ASR folder (config.yml, epoch_00080.pth) of yl4579/StyleTTS2"
@@ -284,7 +284,7 @@ class ASRCNN(Aligner):
         """Load the reference's ``epoch_00080.pth`` (``{'model': state_dict}``) strictly."""
         checkpoint_path = Path(checkpoint_path)
         if not checkpoint_path.is_file():
-            raise CheckpointError(f"text aligner file not found: {checkpoint_path} — {_DOWNLOAD_HINT} and put it at {checkpoint_path.parent}")
+            raise MissingWeightsError(f"text aligner file not found: {checkpoint_path} — {_DOWNLOAD_HINT} and put it at {checkpoint_path.parent}")
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "model" not in state:
             raise CheckpointError(f"{checkpoint_path}: expected a dict with key 'model' (the AuxiliaryASR format)")
@@ -297,7 +297,7 @@ class ASRCNN(Aligner):
         config_yml_path, checkpoint_path = Path(config_yml_path), Path(checkpoint_path)
         for p in (config_yml_path, checkpoint_path):
             if not p.is_file():
-                raise CheckpointError(f"text aligner file not found: {p} — {_DOWNLOAD_HINT} and put it at {p.parent}")
+                raise MissingWeightsError(f"text aligner file not found: {p} — {_DOWNLOAD_HINT} and put it at {p.parent}")
         params = dict(yaml.safe_load(config_yml_path.read_text())["model_params"], **overrides)
         try:
             model = cls(**params)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tts_zoo.audio import resample
+from tts_zoo.errors import MissingWeightsError
 from tts_zoo.interfaces import Discriminator, DiscriminatorOutput
 from tts_zoo_styletts2.layers import weight_norm
 
@@ -34,7 +35,7 @@ def load_slm(model: str, random_init_config: Optional[dict[str, Any]] = None, lo
     """A frozen speech LM in eval mode: random weights from ``random_init_config`` (a
     ``transformers.WavLMConfig``), or pretrained from a local directory / the HF cache.
 
-    Raises FileNotFoundError (one line) when the weights are not available locally.
+    Raises MissingWeightsError (a FileNotFoundError; one line) when the weights are not available locally.
     """
     import transformers
 
@@ -43,7 +44,7 @@ def load_slm(model: str, random_init_config: Optional[dict[str, Any]] = None, lo
     elif model.startswith(("/", "./", "../", "~")) or os.path.isdir(os.path.expanduser(model)):
         path = os.path.expanduser(model)
         if not os.path.isfile(os.path.join(path, "config.json")):
-            raise FileNotFoundError(f"speech LM directory {model!r} has no config.json (expected a saved transformers model)")
+            raise MissingWeightsError(f"speech LM directory {model!r} has no config.json (expected a saved transformers model)")
         slm = transformers.AutoModel.from_pretrained(path, local_files_only=True)
     else:
         if local_files_only is None:
@@ -51,7 +52,7 @@ def load_slm(model: str, random_init_config: Optional[dict[str, Any]] = None, lo
         try:
             slm = transformers.AutoModel.from_pretrained(model, local_files_only=local_files_only)
         except OSError:
-            raise FileNotFoundError(
+            raise MissingWeightsError(
                 f"speech LM weights {model!r} not found: run `huggingface-cli download {model}` (fills the Hugging Face "
                 f"cache, $HF_HOME/hub) or pass a local directory holding its config.json and weights as `model`"
             ) from None
@@ -113,21 +114,37 @@ class WavLMDiscriminator(Discriminator):
         )
         self.conv_post = weight_norm(nn.Conv1d(c * 4, 1, 3, 1, padding=1))
 
-        slm = load_slm(model, random_init_config, local_files_only)
-        got = (slm.config.hidden_size, slm.config.num_hidden_layers + 1)
-        if got != (hidden, nlayers):
-            raise ValueError(f"speech LM {model!r} gives {got[1]} hidden states of width {got[0]}; the head expects {nlayers} of {hidden}")
-        # Bypass nn.Module registration: the frozen LM is not part of this module's parameters or state.
-        object.__setattr__(self, "slm", slm)
+        self._slm_source = (model, random_init_config, local_files_only)
+        self._expected = (hidden, nlayers)
+        self._pending: list = []  # .to()/.double() calls made before the speech LM was loaded
+        self._slm: Optional[nn.Module] = None
+        if random_init_config is not None:  # cheap: build now so a width mismatch shows at once
+            _ = self.slm
+
+    @property
+    def slm(self) -> nn.Module:
+        """The frozen speech LM, loaded on first use: a model with this discriminator can be built,
+        loaded from a checkpoint and used for synthesis without the WavLM weights."""
+        if self._slm is None:
+            model, random_init_config, local_files_only = self._slm_source
+            slm = load_slm(model, random_init_config, local_files_only)
+            got = (slm.config.hidden_size, slm.config.num_hidden_layers + 1)
+            if got != self._expected:
+                raise ValueError(f"speech LM {model!r} gives {got[1]} hidden states of width {got[0]}; "
+                                 f"the head expects {self._expected[1]} of {self._expected[0]}")
+            for fn in self._pending:
+                slm._apply(fn)
+            # Bypass nn.Module registration: the frozen LM is not part of this module's parameters or state.
+            object.__setattr__(self, "_slm", slm)
+        return self._slm
 
     def _apply(self, fn, recurse=True):  # keep the speech LM on the head's device / dtype
         super()._apply(fn, recurse)
-        self.slm._apply(fn, recurse)
+        if self._slm is None:
+            self._pending.append(fn)
+        else:
+            self._slm._apply(fn, recurse)
         return self
-
-    def extra_repr(self) -> str:
-        cfg = self.slm.config
-        return f"slm={type(self.slm).__name__}(hidden={cfg.hidden_size}, states={cfg.num_hidden_layers + 1}, frozen)"
 
     def hidden_states(self, wave: Tensor) -> list[Tensor]:
         """Wave [B, S] or [B, 1, S] at ``sample_rate`` → ``nlayers`` states [B, frames, hidden].

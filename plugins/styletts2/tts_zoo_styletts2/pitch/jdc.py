@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tts_zoo.checkpoint import load_state_strict
-from tts_zoo.errors import CheckpointError
+from tts_zoo.errors import CheckpointError, MissingWeightsError
 from tts_zoo.interfaces import PitchExtractor
 
 _DOWNLOAD_HINT = "download the official Utils/JDC/bst.t7 of yl4579/StyleTTS2"
@@ -148,7 +148,7 @@ class JDCNet(PitchExtractor):
         """Load the reference's ``bst.t7`` (``{'net': state_dict}``, with BatchNorm statistics) strictly."""
         path = Path(bst_t7_path)
         if not path.is_file():
-            raise CheckpointError(f"pitch extractor file not found: {path} — {_DOWNLOAD_HINT} and put it at {path}")
+            raise MissingWeightsError(f"pitch extractor file not found: {path} — {_DOWNLOAD_HINT} and put it at {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "net" not in state:
             raise CheckpointError(f"{path}: expected a dict with key 'net' (the JDC format)")
