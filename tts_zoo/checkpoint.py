@@ -260,8 +260,9 @@ def load_model(path: Union[str, Path], for_inference: bool = True, device: str =
         cls = reg.load_class(reg.resolve(block["component"], "model"))
         block = cls.inference_block(block)
     model = reg.build_component(block, "model")
-    own = model.state_dict()
-    state = {k: v for k, v in ckpt.state_dict.items() if k in own or not for_inference}
+    # Only the weights of the parts the model class dropped are skipped; everything else is strict.
+    dropped = {k for k, v in block.items() if v is None and recipe.model.get(k) is not None}
+    state = {k: v for k, v in ckpt.state_dict.items() if k.split(".", 1)[0] not in dropped}
     load_state_strict(model, state, ckpt.path)
     model.checkpoint_info = ckpt.info
     return model.to(device).eval()

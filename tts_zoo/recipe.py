@@ -103,7 +103,7 @@ class Recipe(_Strict):
 def _compose(text: str, file: str) -> tuple[Any, dict[str, Location]]:
     """Parse YAML and remember the line of every dotted key (``a.b.0.c``)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         loc = Location(file, mark.line + 1 if mark else None)

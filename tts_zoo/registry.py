@@ -45,6 +45,7 @@ ENTRY_POINT_GROUP = "tts_zoo.plugins"
 CATALOGUE_FILE = "registry.yaml"
 
 Locate = Callable[[str], Optional[Location]]
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~8x faster start-up
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class PluginSource:
         if self.data is not None:
             return self.data
         text = importlib.resources.files(self.module).joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
 
 
 def entry_point_sources() -> list[PluginSource]:
