@@ -1,0 +1,60 @@
+"""``tts-zoo prepare``: a thin typer layer over :func:`tts_zoo.data.prepare.prepare_corpus`.
+
+Importing this module is cheap (no torch); the work is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+__all__ = ["prepare"]
+
+
+class Corpus(str, Enum):
+    ljspeech = "ljspeech"
+    libritts = "libritts"
+    vctk = "vctk"
+    csv = "csv"
+    demo = "demo"
+
+
+def _frontend_spec(name: str, options: list[str]) -> dict:
+    spec: dict = {"component": name}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {opt!r}", param_hint="--frontend-option")
+        spec[key.strip()] = value
+    return spec
+
+
+def prepare(
+    corpus: Corpus = typer.Argument(..., help="Corpus layout: ljspeech, libritts, vctk, csv, or demo (synthesized)."),
+    source: Optional[Path] = typer.Argument(None, help="The corpus folder (or CSV file); not used by demo."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for manifests, lists and report."),
+    frontend: str = typer.Option("espeak", "--frontend", help="Text frontend component that phonemizes."),
+    frontend_options: Optional[List[str]] = typer.Option(
+        None, "--frontend-option", help="KEY=VALUE parameter of the frontend (repeatable), e.g. language=en-gb."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0: all cores)."),
+    val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share of utterances held out for validation."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the split and the demo corpus."),
+    utterances: int = typer.Option(320, "--utterances", help="demo only: number of utterances."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Turn a corpus into phonemized train/val manifests (JSONL + the reference's lists) and a report.
+
+    Re-running does only new work. Bad inputs are skipped and listed in the report.
+    """
+    from tts_zoo import registry
+    from tts_zoo.data.prepare import prepare_corpus
+
+    fe = registry.build_component(_frontend_spec(frontend, frontend_options or []), kind="text_frontend")
+    report = prepare_corpus(
+        corpus.value, source, out, fe, workers=workers or None, val_fraction=val_fraction, seed=seed,
+        show_progress=not quiet, demo_options={"n_utterances": utterances} if corpus is Corpus.demo else None,
+    )
+    report.render()
