@@ -124,3 +124,21 @@ class AdainResBlk1d(nn.Module):
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
         return (self._residual(x, s) + self._shortcut(x)) / math.sqrt(2)
+
+
+class AdaLayerNorm(nn.Module):
+    """Style-adaptive LayerNorm over the last axis: ``(1 + γ(s)) · LayerNorm(x) + β(s)``, no learned
+    affine of its own (key ``fc``). Used by the duration encoder and the diffusion transformer.
+
+    x [B, T, C], s [B, style_dim] → [B, T, C].
+    """
+
+    def __init__(self, style_dim: int, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.channels = channels
+        self.eps = eps
+        self.fc = nn.Linear(style_dim, channels * 2)
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        gamma, beta = self.fc(s).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, C] each
+        return (1 + gamma) * F.layer_norm(x, (self.channels,), eps=self.eps) + beta

@@ -8,22 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tts_zoo import interfaces
-from tts_zoo_styletts2.layers import AdainResBlk1d, packed_lstm
-
-
-class AdaLayerNorm(nn.Module):
-    """Style-adaptive LayerNorm: ``(1 + γ(s)) · LayerNorm(x) + β(s)`` over the channel axis, no
-    learned affine of its own. x [B, T, C], s [B, style_dim] → [B, T, C]."""
-
-    def __init__(self, style_dim: int, channels: int, eps: float = 1e-5):
-        super().__init__()
-        self.channels = channels
-        self.eps = eps
-        self.fc = nn.Linear(style_dim, channels * 2)
-
-    def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        gamma, beta = self.fc(s).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, C] each
-        return (1 + gamma) * F.layer_norm(x, (self.channels,), eps=self.eps) + beta
+from tts_zoo_styletts2.layers import AdaLayerNorm, AdainResBlk1d, packed_lstm
 
 
 class DurationEncoder(nn.Module):

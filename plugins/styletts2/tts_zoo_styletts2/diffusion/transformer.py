@@ -17,24 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class AdaLayerNorm(nn.Module):
-    """LayerNorm over the last axis with a style-predicted affine: ``(1 + γ(s)) · LN(x) + β(s)``.
-
-    x [B, T, C], s [B, style_dim] → [B, T, C]. No learned affine of its own (the reference's
-    diffusion ``AdaLayerNorm``; key ``fc``).
-    """
-
-    def __init__(self, style_dim: int, channels: int, eps: float = 1e-5):
-        super().__init__()
-        self.channels = channels
-        self.eps = eps
-        self.fc = nn.Linear(style_dim, channels * 2)
-
-    def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        gamma, beta = self.fc(s).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, C] each
-        x = F.layer_norm(x, (self.channels,), eps=self.eps)
-        return (1 + gamma) * x + beta
+from tts_zoo_styletts2.layers import AdaLayerNorm
 
 
 class AttentionBase(nn.Module):
