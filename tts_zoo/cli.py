@@ -96,6 +96,9 @@ def show(
     console.print(f"[bold]{c.name}[/] v{c.version} — {c.kind}{status}")
     console.print(escape(c.summary))
     console.print(f"defined in: {c.target}  (package {c.distribution}, plugin {c.plugin})")
+    contract = reg.kinds[c.kind].contract if c.kind in reg.kinds else ""
+    if contract:
+        console.print(f"called as: {escape(contract)}")
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("parameter", "type", "default", "description"):
         table.add_column(col, overflow="fold")

@@ -77,3 +77,10 @@ def test_overrides_are_validated_like_the_file():
     r = run("validate", "recipes/demo.yaml", "train.max_steps=0")
     assert r.returncode == 2 and "override 'train.max_steps=0'" in r.stderr
     assert run("validate", "recipes/demo.yaml", "train.max_steps=3").returncode == 0
+
+
+def test_show_documents_the_call_signature_and_params():
+    r = run("show", "adpm2", env={**__import__("os").environ, "COLUMNS": "200"})
+    assert r.returncode == 0
+    assert "sampler(denoise_fn, noise, sigmas, *, extra_args=None, callback=None, generator=None)" in r.stdout
+    assert "tts_zoo_styletts2.diffusion.samplers:ADPM2Sampler" in r.stdout and "rho" in r.stdout
