@@ -97,16 +97,20 @@ def mel_filterbank(
 
 @lru_cache(maxsize=32)
 def _constant(kind: str, args: tuple, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Per-device/dtype cache of the CPU float32 constants (window, filterbank, DCT, kernels)."""
-    if kind == "window":
-        cpu = torch.hann_window(*args)
-    elif kind == "fb":
-        cpu = _mel_filterbank_cpu(*args)
-    elif kind == "dct":
-        cpu = _dct_cpu(*args)
-    else:  # "resample"
-        cpu = resample_kernel(*args)[0]
-    return cpu.to(device=device, dtype=dtype)
+    """Per-device/dtype cache of the CPU float32 constants (window, filterbank, DCT, kernels).
+
+    Made outside inference mode: a cached inference tensor would break every later autograd use
+    (e.g. the STFT loss in training after a synthesis in the same process)."""
+    with torch.inference_mode(False):
+        if kind == "window":
+            cpu = torch.hann_window(*args)
+        elif kind == "fb":
+            cpu = _mel_filterbank_cpu(*args)
+        elif kind == "dct":
+            cpu = _dct_cpu(*args)
+        else:  # "resample"
+            cpu = resample_kernel(*args)[0]
+        return cpu.to(device=device, dtype=dtype, copy=True)  # copy: never a cached inference tensor
 
 
 # --------------------------------------------------------------------------------------------

@@ -141,6 +141,7 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary directory
     try:
         header = {"format": FORMAT, "recipe": recipe_yaml, "info": json.dumps(info, ensure_ascii=False),
                   "versions": json.dumps(package_versions())}

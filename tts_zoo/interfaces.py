@@ -13,7 +13,7 @@ table in ``tts_zoo.kinds`` names these classes as strings).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple, Optional
 
 import torch
@@ -253,28 +253,68 @@ class TTSModel(nn.Module, abc.ABC):
         return block
 
 
+class StepContext(abc.ABC):
+    """What the training loop hands a :class:`Stage` for one step: where training is, and the
+    optimizer operations (the loop implements them with its NaN/Inf guards, gradient clipping,
+    gradient averaging across DDP ranks and learning-rate schedules).
+
+    ``epoch`` is the stage's own epoch (0-based), ``global_step`` the step number (0-based, all stages).
+    ``backward(loss, terms)`` back-propagates a scalar; a non-finite loss (on any rank) aborts the
+    step (the loop skips it and names the non-finite ``terms``). ``step(*groups)`` applies the named
+    optimizer groups (see :meth:`Stage.parameter_groups`), clipping first; a non-finite gradient
+    aborts the step too. ``zero_grad(*groups)`` clears the named groups' gradients (all without names).
+    """
+
+    epoch: int
+    global_step: int
+
+    @abc.abstractmethod
+    def backward(self, loss: Tensor, terms: Optional[dict[str, Any]] = None, retain_graph: bool = False) -> None: ...
+
+    @abc.abstractmethod
+    def step(self, *groups: str) -> None: ...
+
+    @abc.abstractmethod
+    def zero_grad(self, *groups: str) -> None: ...
+
+
 class Stage(abc.ABC):
     """One training stage over a built model (StyleTTS 2: stage 1, stage 2, fine-tune).
 
-    The generic loop owns devices, DDP, precision, clipping, checkpoints and logging; a stage owns its
-    losses and which modules train when.
+    The generic loop (``tts_zoo.train``) owns devices, DDP, precision, clipping, NaN guards,
+    checkpoints and logging; a stage owns its losses and which modules train when.
 
-    ``parameter_groups(model) → {name: params}`` names the optimizer groups the stage needs;
-    ``train_step(model, batch, step, epoch) → {loss name: tensor}`` (the loop back-propagates
-    ``result["loss"]`` unless the stage steps its own optimizers: ``manual_optimization = True``);
-    ``epochs`` is the stage's length.
+    - ``epochs``: the stage's length.
+    - ``setup(model, recipe, resumed)``: called before the stage's first step, every run (``resumed``
+      is True when a checkpoint taken inside this stage was restored: do not re-initialise weights).
+    - ``parameter_groups(model, config) → {name: {"params": [...], "lr"?, "betas"?, "weight_decay"?,
+      "eps"?}}``: one optimizer per group (AdamW); missing settings come from ``config``
+      (``tts_zoo.recipe.OptimizerConfig``). Parameters in no group never change.
+    - ``train_step(model, batch, ctx) → {name: scalar}``: the losses to log. With
+      ``manual_optimization = False`` the loop back-propagates ``result["loss"]`` and steps every
+      group; otherwise the stage calls ``ctx.backward`` / ``ctx.step`` itself (GAN stages). An empty
+      dict means the batch was not usable (nothing stepped).
+    - ``validation_step(model, batch, epoch) → {name: scalar}`` (averaged over the validation set,
+      run in eval mode under ``torch.no_grad()``); ``examples(model, batch, epoch) → {name: tensor}``
+      on one fixed validation batch: 1-D tensors are audio at ``model.sample_rate``, 2-D ones images.
     """
 
     epochs: int
     manual_optimization: bool = False
 
-    @abc.abstractmethod
-    def parameter_groups(self, model: TTSModel) -> dict[str, Iterable[nn.Parameter]]: ...
+    def setup(self, model: TTSModel, recipe: Any, resumed: bool) -> None:
+        """Prepare for training ``model`` (``recipe``: the whole ``tts_zoo.recipe.Recipe``)."""
 
     @abc.abstractmethod
-    def train_step(self, model: TTSModel, batch: Any, step: int, epoch: int) -> dict[str, Tensor]: ...
+    def parameter_groups(self, model: TTSModel, config: Any) -> dict[str, dict[str, Any]]: ...
 
-    def validation_step(self, model: TTSModel, batch: Any) -> dict[str, Tensor]:
+    @abc.abstractmethod
+    def train_step(self, model: TTSModel, batch: Any, ctx: StepContext) -> dict[str, Tensor]: ...
+
+    def validation_step(self, model: TTSModel, batch: Any, epoch: int) -> dict[str, Tensor]:
+        return {}
+
+    def examples(self, model: TTSModel, batch: Any, epoch: int) -> dict[str, Tensor]:
         return {}
 
 
@@ -291,6 +331,7 @@ __all__ = [
     "PitchExtractor",
     "Sampler",
     "Stage",
+    "StepContext",
     "StyleDiffusion",
     "StyleEncoder",
     "StyleModel",

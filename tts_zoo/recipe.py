@@ -55,7 +55,11 @@ class OptimizerConfig(_Strict):
     ft_lr: float = Field(1e-5, gt=0, description="learning rate of the decoder and style encoders in stage 2")
     betas: tuple[float, float] = Field((0.0, 0.99), description="AdamW betas")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
-    grad_clip: Optional[float] = Field(None, gt=0, description="clip the global gradient norm (None = no clipping)")
+    eps: float = Field(1e-9, gt=0, description="AdamW epsilon")
+    grad_clip: Optional[float] = Field(None, gt=0, description="clip each optimizer group's gradient norm (None = no clipping)")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning-rate schedule within a stage (the reference's is constant)")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up at the start of each stage")
 
 
 class TrainConfig(_Strict):
@@ -64,12 +68,15 @@ class TrainConfig(_Strict):
     output_dir: str = Field("runs/{name}", description="run directory ({name} = the recipe's name)")
     seed: int = Field(0, description="global seed")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="mixed precision where it is safe")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 = bfloat16 autocast of the forward passes (fp16 overflows in StyleTTS 2's losses)")
     max_steps: Optional[int] = Field(None, gt=0, description="stop after this many steps in total (None = stages' epochs)")
     log_every: int = Field(10, gt=0, description="log losses every N steps")
     save_every: int = Field(1000, gt=0, description="write a checkpoint every N steps (and at the end of each epoch)")
     keep_checkpoints: int = Field(3, gt=0, description="how many recent checkpoints to keep")
     max_bad_steps: int = Field(10, gt=0, description="stop after this many consecutive non-finite losses")
+    init_from: Optional[str] = Field(
+        None, description="checkpoint whose weights start a new run (e.g. a stage-1 run for a stage-2 recipe); loaded strictly")
     stages: list[dict[str, Any]] = Field(default_factory=list, description="Stage components, run in order")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 

@@ -229,7 +229,7 @@ def test_edm_loss(fixture_set):
 
 
 def test_sigma_data_estimate_is_a_saved_buffer(fixture_set):
-    model = build(fixture_set)
+    model = build(fixture_set).train()  # the batch estimate is used in train mode
     model.estimate_sigma_data = True  # as in the reference configs
     configured = model.current_sigma_data
     x1 = torch.randn(4, 1, model.channels) * 0.3
@@ -242,6 +242,8 @@ def test_sigma_data_estimate_is_a_saved_buffer(fixture_set):
     assert float(model.sigma_data) == pytest.approx((b1 + b2) / 2)
     c_skip = model.scalings(torch.ones(1))[0]
     assert_close(c_skip, torch.full((1, 1, 1), b2**2 / (1 + b2**2)), 1e-7, "c_skip uses the batch σ_d")
+    model.eval()  # in eval mode the model samples as it will once saved and reloaded
+    assert model.current_sigma_data == pytest.approx((b1 + b2) / 2)
 
     state = model.state_dict()
     assert state["sigma_data_updates"] == 2

@@ -112,8 +112,9 @@ class StyleDiffusion(interfaces.StyleDiffusion):
 
     @property
     def current_sigma_data(self) -> float:
-        """σ_d in use: the latest batch estimate during training, else the buffer."""
-        if self._batch_sigma_data is not None:
+        """σ_d in use: the latest batch estimate in train mode, else the buffer (so an eval-mode model
+        in memory samples exactly as the same model saved and reloaded)."""
+        if self.training and self._batch_sigma_data is not None:
             return self._batch_sigma_data
         return float(self.sigma_data)
 

@@ -1,0 +1,136 @@
+"""StyleTTS 2 stage 1: acoustic pre-training (the reference's train_first.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tts_zoo.interfaces import Stage, StepContext
+from tts_zoo_styletts2.losses.adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss
+from tts_zoo_styletts2.losses.aligner import AlignerMonoLoss, AlignerS2SLoss
+from tts_zoo_styletts2.losses.slm import WavLMFeatureLoss
+from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
+from tts_zoo_styletts2.stages.common import (
+    align, crop, detached, discriminators, full_length_example, judge, module_groups, prosody_targets,
+    require_modules, slm_feature_loss, training_clips, weighted,
+)
+
+TRAINED = ("text_encoder", "style_encoder", "decoder", "text_aligner")
+
+
+class StyleTTS2Stage1(Stage):
+    """StyleTTS 2 stage 1: acoustic pre-training (reconstruction, TMA aligner, adversarial).
+
+    Li et al. 2023 (StyleTTS 2), section 3.2.2 / appendix; the reference's ``train_first.py``. Each
+    step: the text aligner's attention over the mel (its monotonic path by MAS; half of the time the
+    soft attention instead) spreads the text encoder's features over the frames; on a random clip
+    (≤ ``data.max_frames`` mel frames) the decoder reconstructs the speech from them, the real F0
+    (pitch extractor, frozen) and energy, and the acoustic style of another clip of the utterance
+    (multispeaker) or of the clip itself. Losses: the multi-resolution mel loss; from ``tma_epoch`` on
+    (transferable monotonic aligner training), also the aligner's s2s and monotonic losses, the
+    MPD/MSD generator loss (after a discriminator step) and, when the model has a WavLM
+    discriminator, WavLM feature matching.
+
+    Trained: text encoder, acoustic style encoder and decoder (every step); text aligner and MPD/MSD
+    from ``tma_epoch``. PL-BERT, the prosody predictor and encoder, the diffusion model and the pitch
+    extractor do not change (the reference steps the pitch extractor too, but no gradient reaches it).
+
+    Args:
+        epochs: Epochs of this stage (the reference's epochs_1st).
+        lambda_mel: Weight of the multi-resolution mel loss (before tma_epoch it is the only loss, unweighted, as in the reference).
+        lambda_gen: Weight of the MPD + MSD generator loss; 0 leaves the discriminators out (several times faster on a CPU).
+        lambda_slm: Weight of the WavLM feature-matching loss (needs the model's slm_discriminator).
+        tma_epoch: Epoch from which the text aligner is trained with the TMA losses (the reference's TMA_epoch).
+        lambda_mono: Weight of the monotonic alignment loss.
+        lambda_s2s: Weight of the aligner's sequence-to-sequence loss.
+    """
+
+    manual_optimization = True
+
+    def __init__(
+        self,
+        epochs: int = 200,
+        lambda_mel: float = 5.0,
+        lambda_gen: float = 1.0,
+        lambda_slm: float = 1.0,
+        tma_epoch: int = 50,
+        lambda_mono: float = 1.0,
+        lambda_s2s: float = 1.0,
+    ):
+        self.epochs = epochs
+        self.tma_epoch = tma_epoch
+        self.weights = {"mel": lambda_mel, "mono": lambda_mono, "s2s": lambda_s2s, "gen": lambda_gen, "slm": lambda_slm}
+        self.max_frames = 400
+        self.stft = MultiResolutionSTFTLoss()
+        self.generator_loss = GeneratorAdversarialLoss()
+        self.discriminator_loss = DiscriminatorAdversarialLoss()
+        self.s2s_loss = AlignerS2SLoss()
+        self.mono_loss = AlignerMonoLoss()
+        self.slm_loss = WavLMFeatureLoss()
+
+    def setup(self, model: nn.Module, recipe: Any, resumed: bool) -> None:
+        require_modules(model, "styletts2_stage1", ("text_aligner", "pitch_extractor"))
+        self.max_frames = recipe.data.max_frames
+
+    def parameter_groups(self, model: nn.Module, config: Any) -> dict[str, dict[str, Any]]:
+        return module_groups(model, TRAINED + (tuple(discriminators(model)) if self.weights["gen"] else ()))
+
+    def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
+        clips = training_clips(batch, self.max_frames)
+        if clips is None:
+            return {}
+        tma = ctx.epoch >= self.tma_epoch
+        model.pitch_extractor.eval()  # frozen: its BatchNorm statistics must not drift (the reference leaves it in train mode)
+        out, aln, text_mask = align(model, batch, zero_padding=True)
+        t_en = model.text_encoder(batch.texts, batch.input_lengths, text_mask)
+        use_soft = bool(torch.randint(0, 2, ()).item())  # the reference's 50 % soft / 50 % monotonic attention
+        asr = t_en @ (aln.attention if use_soft else aln.path)
+        en = crop(asr, clips.starts, clips.frames)
+        f0, energy = prosody_targets(model, clips.gt)
+        style = model.style_encoder((clips.st if model.multispeaker else clips.gt).unsqueeze(1))
+        y_rec = model.decoder(en, f0, energy, style)
+
+        discs = discriminators(model) if self.weights["gen"] else {}
+        terms: dict[str, Any] = {}
+        if tma and discs:
+            d_loss = self.discriminator_loss(judge(discs, clips.wav, y_rec.detach()))
+            ctx.backward(d_loss, {"disc": d_loss})
+            ctx.step(*discs)
+            terms["disc"] = d_loss.detach()
+            ctx.zero_grad()
+
+        terms["mel"] = self.stft(y_rec, clips.wav)
+        if tma:
+            terms["s2s"] = self.s2s_loss(out.s2s_logits, batch.texts, batch.input_lengths)
+            terms["mono"] = self.mono_loss(aln.attention, aln.path)
+            if discs:
+                terms["gen"] = self.generator_loss(judge(discs, clips.wav, y_rec, for_generator=True))
+            if model.slm_discriminator is not None:
+                terms["slm"] = slm_feature_loss(model, self.slm_loss, clips.wav, y_rec)
+            loss = weighted(terms, self.weights)
+        else:
+            loss = terms["mel"]
+        ctx.backward(loss, terms)
+        ctx.step("text_encoder", "style_encoder", "decoder", *(("text_aligner",) if tma else ()))
+        return detached({"loss": loss, **terms})
+
+    def validation_step(self, model: nn.Module, batch: Any, epoch: int) -> dict[str, Tensor]:
+        """The reference's validation: mel loss of a reconstruction through the soft attention, with
+        the clip's own style."""
+        clips = training_clips(batch, self.max_frames)
+        if clips is None:
+            return {}
+        _, aln, text_mask = align(model, batch, zero_padding=True)
+        asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.attention
+        f0, energy = prosody_targets(model, clips.gt)
+        style = model.style_encoder(clips.gt.unsqueeze(1))
+        y_rec = model.decoder(crop(asr, clips.starts, clips.frames), f0, energy, style)
+        return {"mel": self.stft(y_rec, clips.wav)}
+
+    def examples(self, model: nn.Module, batch: Any, epoch: int) -> dict[str, Tensor]:
+        _, aln, text_mask = align(model, batch, zero_padding=True)
+        asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.attention
+        n_text, n_frames = int(batch.input_lengths[0]), int(batch.output_lengths[0]) // 2
+        return {**full_length_example(model, batch, asr), "image/attention": aln.attention[0, :n_text, :n_frames]}

@@ -1,0 +1,340 @@
+"""The generic training loop: run a recipe's :class:`~tts_zoo.interfaces.Stage` components in order.
+
+``train(recipe)`` (``tts-zoo train recipe.yaml``) builds the model and the stages from the recipe and
+owns everything that is not particular to a model:
+
+- **device and DDP**: ``train.device`` ('auto' = CUDA when available); launched by ``torchrun``
+  (``torchrun --nproc_per_node 2 -m tts_zoo train recipe.yaml``) each rank trains on its shard of the
+  length-bucketed batches, gradients are averaged over ranks before every optimizer step (NCCL on
+  CUDA, gloo on CPU) and only rank 0 writes logs and checkpoints;
+- **precision**: ``train.precision: bf16`` runs the stage's forward passes under bfloat16 autocast;
+- **optimizers**: one AdamW (+ schedule) per parameter group the stage names, gradient clipping
+  (``train.optimizer.grad_clip``), see :mod:`tts_zoo.train.optim`;
+- **NaN/Inf guards**: a non-finite loss or gradient skips the step (naming the loss); after
+  ``train.max_bad_steps`` in a row training stops with a message; non-finite weights are never saved;
+- **checkpoints and resume**: every ``train.save_every`` steps and at every epoch end, atomically,
+  keeping the last ``train.keep_checkpoints`` plus ``checkpoints/latest``; each holds the model, the
+  optimizers and schedules, the RNG states and the position (stage, epoch, batch, step), so running
+  the same command again in the run directory continues where the last checkpoint left off;
+- **reporting**: the resolved recipe printed and saved as ``<run>/recipe.yaml``, a progress display,
+  TensorBoard (losses, learning rates, gradient norms, validation metrics, the stage's example audio
+  and images of a fixed validation batch) and ``<run>/metrics.jsonl``.
+
+``train.max_steps`` caps the total number of steps over all stages (tests, quick looks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from tts_zoo.checkpoint import load_checkpoint, load_state_strict, restore_rng_states, rng_states
+from tts_zoo.recipe import Recipe, dump_recipe
+from tts_zoo.train import TrainingError
+from tts_zoo.train import distributed
+from tts_zoo.train.checkpoints import CheckpointDir
+from tts_zoo.train.data import make_loaders, speech_datasets, to_device
+from tts_zoo.train.logging import TrainLogger, accumulate, describe_position, running_means
+from tts_zoo.train.optim import NonFiniteStep, StageOptimizer
+
+__all__ = ["TrainResult", "TrainState", "Trainer", "train"]
+
+
+@dataclass
+class TrainState:
+    """Where training is (saved in every checkpoint). ``batch``: batches of the current epoch done."""
+
+    stage: int = 0
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    bad_steps: int = 0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Optional[Path]  # the latest checkpoint (None if nothing was saved)
+    state: TrainState
+    stopped: str  # "finished" (every stage done) or "max_steps"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _token_table_size(model: nn.Module) -> Optional[int]:
+    """The text encoder's embedding size: the collater drops larger token ids instead of crashing."""
+    encoder = getattr(model, "text_encoder", None)
+    if not isinstance(encoder, nn.Module):
+        return None
+    sizes = [m.num_embeddings for m in encoder.modules() if isinstance(m, nn.Embedding)]
+    return min(sizes) if sizes else None
+
+
+class Trainer:
+    """One training run. Everything not given is built from the recipe (tests pass toy parts).
+
+    Args:
+        recipe: the validated recipe.
+        output_dir: run directory (default: ``train.output_dir`` with ``{name}``).
+        resume: continue from the run directory's latest checkpoint (False: refuse to start over one).
+        model: the model to train (default: ``registry.build(recipe)``).
+        stages: the stages (default: built from ``train.stages``).
+        train_set, val_set, collate_fn: the data (default: the manifests of ``recipe.data`` as
+            :class:`~tts_zoo.data.dataset.SpeechDataset` + :class:`~tts_zoo.data.collate.Collater`).
+        progress: show the live progress bar (on a terminal).
+        tensorboard: write TensorBoard logs.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        output_dir: Union[str, Path, None] = None,
+        *,
+        resume: bool = True,
+        model: Optional[nn.Module] = None,
+        stages: Optional[list[Any]] = None,
+        train_set: Any = None,
+        val_set: Any = None,
+        collate_fn: Any = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ):
+        self.recipe = recipe
+        self.cfg = recipe.train
+        self.run_dir = Path(output_dir if output_dir is not None else self.cfg.output_dir.format(name=recipe.name))
+        self.resume = resume
+        self.model, self.stages = model, stages
+        self.train_set, self.val_set, self.collate_fn = train_set, val_set, collate_fn
+        self.progress, self.tensorboard = progress, tensorboard
+        self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", self.cfg.keep_checkpoints)
+        self._saved_step: Optional[int] = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def run(self) -> TrainResult:
+        self.dist = distributed.setup(self.cfg.device)
+        self.log = None
+        try:
+            return self._run()
+        finally:
+            if self.log is not None:
+                self.log.close()
+            distributed.teardown(self.dist)
+
+    def _build(self) -> Optional[dict[str, Any]]:
+        """Model, stages, weights (resumed / init_from) and data; returns the saved training state."""
+        from tts_zoo import registry
+
+        latest = self.checkpoints.latest()
+        if latest is not None and not self.resume:
+            raise TrainingError(f"{self.run_dir} already holds checkpoints (latest: {latest.name}); run without "
+                                "--no-resume to continue it, or choose another --output-dir")
+        seed_everything(self.cfg.seed)  # the same initial weights on every rank
+        if self.model is None:
+            self.model = registry.build(self.recipe)
+        if self.stages is None:
+            self.stages = [registry.build_component(block, "stage") for block in self.cfg.stages]
+        if not self.stages:
+            raise TrainingError("train.stages is empty: nothing to train (e.g. stages: [{component: styletts2_stage1}])")
+        training = None
+        if latest is not None:
+            ckpt = load_checkpoint(latest, with_training=True)
+            if ckpt.training is None:
+                raise TrainingError(f"{latest}: no training state to resume from "
+                                    f"(start a new --output-dir with train.init_from={latest})")
+            load_state_strict(self.model, ckpt.state_dict, ckpt.path)
+            training = ckpt.training
+            self.state = TrainState(**training["state"])
+        else:
+            if self.cfg.init_from:
+                ckpt = load_checkpoint(self.cfg.init_from)
+                load_state_strict(self.model, ckpt.state_dict, ckpt.path)
+            self.state = TrainState()
+        self.model.to(self.dist.device)
+        distributed.broadcast_module(self.model, self.dist)
+
+        if self.train_set is None:
+            self.train_set, self.val_set = speech_datasets(self.recipe, self.model.frontend)
+        if self.collate_fn is None:
+            from tts_zoo.data.collate import Collater
+
+            self.collate_fn = Collater(n_symbols=_token_table_size(self.model), ref_frames=self.recipe.data.ref_frames)
+        self.train_loader, self.batches, self.val_loader = make_loaders(
+            self.recipe, self.dist, self.train_set, self.val_set, self.collate_fn)
+        return training
+
+    def _run(self) -> TrainResult:
+        self.log = TrainLogger(self.run_dir, enabled=self.dist.is_main, progress=self.progress, tensorboard=self.tensorboard)
+        training = self._build()
+        recipe_text = dump_recipe(self.recipe)
+        if self.dist.is_main:
+            (self.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+            self.log.print(f"[bold]recipe[/] {self.recipe.source or self.recipe.name} (resolved):")
+            self.log.print(recipe_text.rstrip(), markup=False)
+            self.log.text("recipe", recipe_text)
+            where = f"resuming from {self.checkpoints.latest()} at step {self.state.step}" if training else "starting"
+            self.log.print(f"[bold]{where}[/] · run dir {self.run_dir} · device {self.dist.device}"
+                           f"{f' · {self.dist.world_size} ranks' if self.dist.distributed else ''}")
+        # Each rank its own random stream from here on; rank 0's is restored exactly on resume.
+        seed_everything(self.cfg.seed + 7919 * self.dist.rank + (self.state.step if self.dist.rank else 0))
+        if training is not None and self.dist.is_main:
+            restore_rng_states(training["rng"])
+        if self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps:
+            self.log.print(f"already at train.max_steps={self.cfg.max_steps}; nothing to do")
+            return TrainResult(self.run_dir, self.checkpoints.latest(), self.state, "max_steps")
+
+        while self.state.stage < len(self.stages):
+            index = self.state.stage
+            stage = self.stages[index]
+            resumed = training is not None and training.get("optimizer_stage") == index
+            stage.setup(self.model, self.recipe, resumed)
+            groups = stage.parameter_groups(self.model, self.cfg.optimizer)
+            total = stage.epochs * self.batches.epoch_length
+            opt = StageOptimizer(self.model, groups, self.cfg.optimizer, total, self.dist)
+            if resumed:
+                opt.load_state_dict(training["optimizer"])
+            training = None
+            while self.state.epoch < stage.epochs:
+                if not self._train_epoch(stage, opt):
+                    return self._stop(opt, "max_steps")
+                self._validate(stage)
+                self.state.epoch, self.state.batch = self.state.epoch + 1, 0
+                if self.state.epoch < stage.epochs:
+                    self._save(opt, index)
+            self.state.stage, self.state.epoch, self.state.batch = index + 1, 0, 0
+            self._save(opt, index)
+        latest = self.checkpoints.root / "latest"
+        self.log.print(f"[green]done[/]: {len(self.stages)} stage(s), {self.state.step} steps · {latest}")
+        return TrainResult(self.run_dir, self.checkpoints.latest(), self.state, "finished")
+
+    # ------------------------------------------------------------------ training
+
+    def _stage_name(self, index: int) -> str:
+        blocks = self.cfg.stages
+        return blocks[index]["component"] if index < len(blocks) else type(self.stages[index]).__name__
+
+    def _autocast(self) -> Any:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_epoch(self, stage: Any, opt: StageOptimizer) -> bool:
+        """Train the rest of the current epoch; False when ``max_steps`` stopped it."""
+        cfg, state = self.cfg, self.state
+        epoch_id = 1000 * state.stage + state.epoch  # the sampler's order depends on (seed, stage, epoch)
+        self.batches.set_epoch(epoch_id, skip=state.batch)
+        self.train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch_id)
+        n_batches = self.batches.epoch_length
+        where = describe_position(state.stage, len(self.stages), self._stage_name(state.stage), state.epoch, stage.epochs)
+        self.log.start_task(where, total=n_batches, completed=state.batch)
+        sums: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        self.model.train()
+        for batch in self.train_loader:
+            if cfg.max_steps is not None and state.step >= cfg.max_steps:
+                return False
+            batch = to_device(batch, self.dist.device)
+            opt.epoch, opt.global_step = state.epoch, state.step
+            opt.zero_grad()
+            try:
+                with self._autocast():
+                    result = stage.train_step(self.model, batch, opt)
+                if result and not stage.manual_optimization:
+                    opt.backward(result["loss"], result)
+                    opt.step()
+                state.bad_steps = 0
+            except NonFiniteStep as e:
+                result = self._bad_step(opt, e)
+            opt.advance_schedule()
+            state.step += 1
+            state.batch += 1
+            accumulate(sums, counts, result)
+            info = None
+            if state.step % cfg.log_every == 0:
+                info = self._log_train(opt, sums, counts, where)
+                sums, counts = {}, {}
+            self.log.advance(info)
+            if state.step % cfg.save_every == 0:
+                self._save(opt, state.stage)
+        return not (cfg.max_steps is not None and state.step >= cfg.max_steps and state.batch < n_batches)
+
+    def _bad_step(self, opt: StageOptimizer, error: NonFiniteStep) -> dict[str, Any]:
+        opt.zero_grad()
+        state = self.state
+        state.bad_steps += 1
+        self.log.warning(f"step {state.step}: non-finite {error} — step skipped "
+                         f"({state.bad_steps}/{self.cfg.max_bad_steps} in a row)")
+        if state.bad_steps >= self.cfg.max_bad_steps:
+            raise TrainingError(
+                f"stopped at step {state.step}: {state.bad_steps} consecutive steps with non-finite values "
+                f"(last: {error}); the last good checkpoint is {self.checkpoints.latest() or 'none'}. Try a lower "
+                "train.optimizer.lr, train.optimizer.grad_clip, train.precision fp32, or check the data")
+        return {}
+
+    def _log_train(self, opt: StageOptimizer, sums: dict, counts: dict, where: str) -> str:
+        values = running_means(sums, counts)
+        self.log.log_line(self.state.step, where, values)
+        shown = f"loss {values['loss']:.4g}" if "loss" in values else ""
+        values.update({f"lr/{k}": v for k, v in opt.learning_rates().items()})
+        values.update({f"grad_norm/{k}": float(v) for k, v in opt.grad_norms.items()})
+        self.log.scalars(self.state.step, values, "train", stage=self.state.stage, epoch=self.state.epoch)
+        return shown
+
+    @torch.no_grad()
+    def _validate(self, stage: Any) -> None:
+        """Validation metrics (rank 0's shard of the validation set) and the stage's examples."""
+        if self.val_loader is None or not self.dist.is_main:
+            return
+        self.model.eval()
+        sums: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for i, batch in enumerate(self.val_loader):
+            batch = to_device(batch, self.dist.device)
+            with self._autocast():
+                accumulate(sums, counts, stage.validation_step(self.model, batch, self.state.epoch))
+                if i == 0:  # the sampler does not shuffle: the same batch every epoch
+                    examples = stage.examples(self.model, batch, self.state.epoch)
+                    self.log.media(self.state.step, examples, getattr(self.model, "sample_rate", 24000))
+        values = running_means(sums, counts)
+        if values:
+            where = describe_position(self.state.stage, len(self.stages), self._stage_name(self.state.stage),
+                                      self.state.epoch, stage.epochs)
+            self.log.log_line(self.state.step, f"[bold]validation[/] · {where}", values)
+            self.log.scalars(self.state.step, values, "val", stage=self.state.stage, epoch=self.state.epoch)
+        self.model.train()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save(self, opt: StageOptimizer, optimizer_stage: int) -> None:
+        if not self.dist.is_main:
+            return
+        state = self.state
+        training = {"state": asdict(state), "optimizer_stage": optimizer_stage, "optimizer": opt.state_dict(),
+                    "rng": rng_states()}
+        info = {"training": {"step": state.step, "stage": self._stage_name(min(optimizer_stage, len(self.stages) - 1)),
+                             "stage_index": optimizer_stage}}
+        path = self.checkpoints.save(state.step, self.model, self.recipe, training, extra_info=info)
+        self._saved_step = state.step
+        self.log.print(f"saved {path}")
+
+    def _stop(self, opt: StageOptimizer, reason: str) -> TrainResult:
+        if self._saved_step != self.state.step:
+            self._save(opt, self.state.stage)
+        self.log.print(f"[green]stopped[/] at train.max_steps={self.cfg.max_steps} · {self.checkpoints.root / 'latest'}")
+        return TrainResult(self.run_dir, self.checkpoints.latest(), self.state, reason)
+
+
+def train(recipe: Recipe, output_dir: Union[str, Path, None] = None, resume: bool = True, **kwargs: Any) -> TrainResult:
+    """Train ``recipe`` (see the module docstring); ``kwargs`` go to :class:`Trainer`."""
+    return Trainer(recipe, output_dir, resume=resume, **kwargs).run()

@@ -1,0 +1,167 @@
+"""The optimizers of one stage, and the :class:`~tts_zoo.interfaces.StepContext` a stage steps them through.
+
+One AdamW per named parameter group (the reference StyleTTS 2 keeps one optimizer per module, so a
+stage can step some modules and not others). The learning rate follows the stage's step count (the
+same for every group, whether or not it was stepped): constant (the reference's effective schedule:
+its OneCycleLR has div_factor = final_div_factor = 1 and is never stepped) or cosine decay to 0 over
+the stage, after an optional linear warm-up.
+
+Guards: :meth:`StageOptimizer.backward` refuses a non-finite loss and :meth:`StageOptimizer.step` a
+non-finite gradient, by raising :class:`NonFiniteStep` before anything is applied; the loop then
+skips the rest of the step. The decision is taken on every rank together (a NaN on one rank skips the
+step everywhere, so DDP ranks never wait on each other).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from tts_zoo.interfaces import StepContext
+from tts_zoo.train import TrainingError
+from tts_zoo.train.distributed import DistInfo, all_true, average_gradients
+
+_GROUP_KEYS = {"params", "lr", "betas", "weight_decay", "eps"}
+
+
+class NonFiniteStep(Exception):
+    """A loss or gradient was NaN/Inf; ``what`` names them (e.g. ``["mel", "gradient of decoder"]``)."""
+
+    def __init__(self, what: list[str]):
+        super().__init__(", ".join(what))
+        self.what = what
+
+
+def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of a stage of ``total_steps``."""
+    factor = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "cosine":
+        progress = min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
+        factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+class StageOptimizer(StepContext):
+    """One AdamW per group of a stage + the learning-rate schedule; implements the stage's step context.
+
+    Args:
+        model: the model (``zero_grad()`` without names clears all of its gradients).
+        groups: ``Stage.parameter_groups`` output: name → {"params", and optionally "lr", "betas",
+            "weight_decay", "eps"}.
+        config: ``tts_zoo.recipe.OptimizerConfig`` (defaults, clipping, schedule).
+        total_steps: the stage's length in steps (for the cosine schedule).
+        dist: the process's DDP info (gradients averaged over ranks after each backward).
+    """
+
+    def __init__(self, model: nn.Module, groups: Mapping[str, Mapping[str, Any]], config: Any, total_steps: int,
+                 dist: DistInfo):
+        self.model = model
+        self.config = config
+        self.dist = dist
+        self.epoch = 0
+        self.global_step = 0
+        self.params: dict[str, list[nn.Parameter]] = {}
+        self.optimizers: dict[str, torch.optim.AdamW] = {}
+        self.base_lrs: dict[str, float] = {}
+        self.total_steps = total_steps
+        self.stage_step = 0  # steps taken in this stage (drives the learning-rate schedule)
+        self.grad_norms: dict[str, Tensor] = {}
+        seen: dict[int, str] = {}
+        for name, group in groups.items():
+            unknown = set(group) - _GROUP_KEYS
+            if unknown:
+                raise TrainingError(f"parameter group {name!r}: unknown settings {sorted(unknown)} "
+                                    f"(allowed: {sorted(_GROUP_KEYS)})")
+            params = [p for p in group["params"] if p.requires_grad]
+            for p in params:
+                if id(p) in seen:
+                    raise TrainingError(f"a parameter is in both optimizer groups {seen[id(p)]!r} and {name!r}")
+                seen[id(p)] = name
+            if not params:
+                continue
+            self.params[name] = params
+            self.optimizers[name] = torch.optim.AdamW(
+                params,
+                lr=group.get("lr", config.lr),
+                betas=tuple(group.get("betas", config.betas)),
+                weight_decay=group.get("weight_decay", config.weight_decay),
+                eps=group.get("eps", config.eps),
+            )
+            self.base_lrs[name] = self.optimizers[name].param_groups[0]["lr"]
+        self._all_params = [p for ps in self.params.values() for p in ps]
+        self._set_lrs()
+
+    # ---------------------------------------------------------------- StepContext
+
+    def backward(self, loss: Tensor, terms: Optional[Mapping[str, Any]] = None, retain_graph: bool = False) -> None:
+        """Back-propagate ``loss`` (averaging the gradients over DDP ranks) unless it is non-finite on any rank."""
+        local_ok = bool(torch.isfinite(loss.detach()).all())
+        if not all_true(local_ok, self.dist):
+            bad = [k for k, v in (terms or {}).items()
+                   if isinstance(v, Tensor) and not bool(torch.isfinite(v.detach()).all())]
+            raise NonFiniteStep(bad or (["loss"] if not local_ok else ["loss (on another rank)"]))
+        loss.backward(retain_graph=retain_graph)
+        average_gradients(self._all_params, self.dist)
+
+    def step(self, *groups: str) -> None:
+        """Clip and apply the named groups (all when none are named); nothing is applied if any of
+        their gradients is non-finite."""
+        names = groups or tuple(self.optimizers)
+        unknown = [n for n in names if n not in self.optimizers]
+        if unknown:
+            raise KeyError(f"no optimizer group {unknown} (groups: {sorted(self.optimizers)})")
+        norms = {}
+        for name in names:
+            params = [p for p in self.params[name] if p.grad is not None]
+            if not params:
+                continue
+            if self.config.grad_clip is not None:
+                norms[name] = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            else:
+                norms[name] = torch.nn.utils.get_total_norm([p.grad for p in params])
+        bad = [n for n, v in norms.items() if not bool(torch.isfinite(v))]
+        if bad:
+            raise NonFiniteStep([f"gradient of {n}" for n in bad])
+        for name in names:
+            self.optimizers[name].step()
+        self.grad_norms.update({n: v.detach() for n, v in norms.items()})
+
+    def zero_grad(self, *groups: str) -> None:
+        if not groups:
+            self.model.zero_grad(set_to_none=True)
+            return
+        for name in groups:
+            if name in self.optimizers:
+                self.optimizers[name].zero_grad(set_to_none=True)
+
+    # ---------------------------------------------------------------- the loop's side
+
+    def _set_lrs(self) -> None:
+        factor = lr_factor(self.stage_step, self.total_steps, self.config.schedule, self.config.warmup_steps)
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lrs[name] * factor
+
+    def advance_schedule(self) -> None:
+        self.stage_step += 1
+        self._set_lrs()
+
+    def learning_rates(self) -> dict[str, float]:
+        return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()}, "stage_step": self.stage_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        saved = set(state["optimizers"])
+        if saved != set(self.optimizers):
+            raise TrainingError(f"the checkpoint's optimizer groups {sorted(saved)} differ from this stage's "
+                                f"{sorted(self.optimizers)}: was the recipe's model or stage changed?")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.stage_step = int(state["stage_step"])
+        self._set_lrs()
