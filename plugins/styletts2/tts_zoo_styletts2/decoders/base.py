@@ -33,6 +33,51 @@ def snake(x: Tensor, alpha: Tensor) -> Tensor:
     return x + (1 / alpha) * (torch.sin(alpha * x) ** 2)
 
 
+# Inference fast path (autograd off). The generators run long chains of element-wise ops on
+# [B, C, samples] maps (AdaIN's affine, then Snake: 7 full passes over memory, each allocating a new
+# map). Here they run in place, one cache-sized block of time steps at a time: the same float ops
+# on the same values (x·y = y·x and x + y = y + x exactly in IEEE arithmetic), so the same numbers,
+# at a fraction of the memory traffic.
+_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of float32: a block's temporaries stay in L2
+FAST_PATH = True  # False: always the reference's op sequence (benchmarks compare the two)
+
+
+def fast_path() -> bool:
+    """True when autograd records nothing (inference): in-place ops are then safe."""
+    return FAST_PATH and not torch.is_grad_enabled()
+
+
+def _blocks(x: Tensor) -> list[Tensor]:
+    # Multiples of 64 steps keep vectorised kernels on full vectors (no scalar tails mid-row).
+    step = max(64, _BLOCK_ELEMENTS // max(1, x.shape[0] * x.shape[1]) // 64 * 64)
+    return [x[..., t : t + step] for t in range(0, x.shape[-1], step)]
+
+
+def snake_(x: Tensor, alpha: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
+    """In place: ``x ← snake(γ·x + β, α)`` (the affine part only when ``gamma`` is given), blockwise."""
+    inv_alpha = 1 / alpha
+    for y in _blocks(x):
+        if gamma is not None:
+            y.mul_(gamma).add_(beta)
+        w = y * alpha
+        y.add_(w.sin_().pow_(2).mul_(inv_alpha))
+    return x
+
+
+def mrf(blocks: Sequence[nn.Module], x: Tensor, s: Tensor, fast: bool) -> Tensor:
+    """HiFi-GAN's multi-receptive-field fusion: the mean of the ResBlocks' outputs on ``x``."""
+    xs = blocks[0](x, s)
+    for block in blocks[1:]:
+        xs = xs.add_(block(x, s)) if fast else xs + block(x, s)
+    return xs.div_(len(blocks)) if fast else xs / len(blocks)
+
+
+def adain_snake(norm: AdaIN1d, x: Tensor, s: Tensor, alpha: Tensor) -> Tensor:
+    """``snake(norm(x, s), alpha)`` for inference: instance norm, then the affine and Snake in place."""
+    gamma, beta = norm.fc(s).unsqueeze(-1).chunk(2, dim=1)
+    return snake_(norm.norm(x), alpha, 1 + gamma, beta)
+
+
 class AdaINResBlock1(nn.Module):
     """HiFi-GAN ResBlock1 with AdaIN before each conv and Snake activations (StyleTTS 2).
 
@@ -56,7 +101,12 @@ class AdaINResBlock1(nn.Module):
         self.alpha2 = nn.ParameterList(nn.Parameter(torch.ones(1, channels, 1)) for _ in dilation)
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        fast = fast_path()
         for c1, c2, n1, n2, a1, a2 in zip(self.convs1, self.convs2, self.adain1, self.adain2, self.alpha1, self.alpha2):
+            if fast:
+                xt = c2(adain_snake(n2, c1(adain_snake(n1, x, s, a1)), s, a2))
+                x = xt.add_(x)
+                continue
             xt = c1(snake(n1(x, s), a1))
             xt = c2(snake(n2(xt, s), a2))
             x = xt + x

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import weight_norm
-from .base import AdaINResBlock1, StyleTTS2Decoder, snake
+from .base import AdaINResBlock1, StyleTTS2Decoder, fast_path, mrf, snake, snake_
 from .source import SourceModuleHnNSF
 
 
@@ -84,15 +84,14 @@ class HiFiGANGenerator(nn.Module):
     def forward(self, x: Tensor, s: Tensor, f0: Optional[Tensor], har_source: Optional[Tensor] = None) -> Tensor:
         if har_source is None:
             har_source = self.harmonic_source(f0).transpose(1, 2)
+        fast = fast_path()  # inference: the same ops, in place (see base.snake_)
+        k = self.num_kernels
         for i in range(self.num_upsamples):
-            x = snake(x, self.alphas[i])
+            x = snake_(x if i else x.clone(), self.alphas[i]) if fast else snake(x, self.alphas[i])
             x_source = self.noise_res[i](self.noise_convs[i](har_source), s)
-            x = self.ups[i](x) + x_source
-            xs = self.resblocks[i * self.num_kernels](x, s)
-            for j in range(1, self.num_kernels):
-                xs = xs + self.resblocks[i * self.num_kernels + j](x, s)
-            x = xs / self.num_kernels
-        x = snake(x, self.alphas[self.num_upsamples])
+            x = self.ups[i](x).add_(x_source) if fast else self.ups[i](x) + x_source
+            x = mrf(self.resblocks[i * k : (i + 1) * k], x, s, fast)
+        x = snake_(x, self.alphas[self.num_upsamples]) if fast else snake(x, self.alphas[self.num_upsamples])
         return torch.tanh(self.conv_post(x))
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import weight_norm
-from .base import AdaINResBlock1, StyleTTS2Decoder
+from .base import AdaINResBlock1, StyleTTS2Decoder, fast_path, mrf
 from .source import SourceModuleHnNSF
 
 LRELU_SLOPE = 0.1
@@ -111,18 +111,17 @@ class ISTFTNetGenerator(nn.Module):
                 har_spec, har_phase = self.source_stft(har_source.squeeze(1))
         har = torch.cat([har_spec, har_phase], dim=1)
 
+        fast = fast_path()  # inference: the same ops, in place (see base.snake_)
+        k = self.num_kernels
         for i in range(self.num_upsamples):
-            x = F.leaky_relu(x, LRELU_SLOPE)
+            x = F.leaky_relu(x, LRELU_SLOPE, inplace=fast and i > 0)  # stage 0's x is the caller's
             x_source = self.noise_res[i](self.noise_convs[i](har), s)
             x = self.ups[i](x)
             if i == self.num_upsamples - 1:
                 x = self.reflection_pad(x)
-            x = x + x_source
-            xs = self.resblocks[i * self.num_kernels](x, s)
-            for j in range(1, self.num_kernels):
-                xs = xs + self.resblocks[i * self.num_kernels + j](x, s)
-            x = xs / self.num_kernels
-        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as in the reference
+            x = x.add_(x_source) if fast else x + x_source
+            x = mrf(self.resblocks[i * k : (i + 1) * k], x, s, fast)
+        x = self.conv_post(F.leaky_relu(x, inplace=fast))  # default slope 0.01 here, as in the reference
         n_bins = self.post_n_fft // 2 + 1
         spec = torch.exp(x[:, :n_bins, :])
         phase = torch.sin(x[:, n_bins:, :])
