@@ -233,11 +233,19 @@ class TTSModel(nn.Module, abc.ABC):
     """A whole text-to-speech model assembled from components.
 
     ``synthesize(tokens [1, T], style [1, D] | None, **options) → waveform [S]``;
-    ``frontend`` turns text into ``tokens``.
+    ``frontend`` turns text into ``tokens``. The attributes below tell the generic inference
+    pipeline (``tts_zoo.Synthesizer``) how to drive the model; the defaults suit a simple model.
+    A model may also offer ``synthesize_chunks(list of tokens, style, **options)`` to encode several
+    chunks of a long text together (the Synthesizer uses it when present).
     """
 
     frontend: TextFrontend
     sample_rate: int = 24000
+    token_prefix: tuple[int, ...] = ()  # ids put before every chunk's tokens
+    max_tokens: Optional[int] = None  # longest token sequence ``synthesize`` accepts (prefix included)
+    style_size: Optional[int] = None  # width D of a style vector (stored voices are checked against it)
+    requires_reference: bool = False  # True when ``synthesize`` needs a reference style
+    end_trim_samples: int = 0  # samples cut from the end of every chunk's audio
 
     @abc.abstractmethod
     def synthesize(self, tokens: Tensor, style: Optional[Tensor] = None, **options: Any) -> Tensor: ...
@@ -245,6 +253,11 @@ class TTSModel(nn.Module, abc.ABC):
     def reference_style(self, wave: Tensor) -> Tensor:
         """A reference recording [S] at ``sample_rate`` → the style [1, D] that ``synthesize`` takes."""
         raise NotImplementedError(f"{type(self).__name__} does not take reference audio")
+
+    def prepare_for_inference(self) -> "TTSModel":
+        """Make the model ready for synthesis (eval mode; a model may also fold weight norm, drop
+        training-only parts, ...). Returns the model."""
+        return self.eval()
 
     @classmethod
     def inference_block(cls, block: dict[str, Any]) -> dict[str, Any]:

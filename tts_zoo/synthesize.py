@@ -86,11 +86,10 @@ class Synthesizer:
 
             recipe_defaults = _recipe_synthesis_defaults(model)
             model = load_model(model, for_inference=True, device=str(self.device))
-            prepare = getattr(model, "prepare_for_inference", None)  # weight norm folded, training-only parts dropped
-            if bf16 and (prepare is None or "bf16" not in inspect.signature(prepare).parameters):
+            prepare = model.prepare_for_inference  # e.g. weight norm folded, training-only parts dropped
+            if bf16 and "bf16" not in inspect.signature(prepare).parameters:
                 raise SynthesisError(f"{type(model).__name__} has no bfloat16 path (leave out --bf16)")
-            if prepare is not None:
-                prepare(**({"bf16": True} if bf16 else {}))
+            prepare(**({"bf16": True} if bf16 else {}))
         else:  # a model built by the caller: used as it is, in eval mode, on its own device
             self.device = next(model.parameters()).device
         self.model = model.eval()
@@ -108,7 +107,7 @@ class Synthesizer:
     # ------------------------------------------------------------------ text → chunks
 
     def _fits(self, prefix: tuple[int, ...]) -> Any:
-        limit = getattr(self.model, "max_tokens", None)
+        limit = self.model.max_tokens
         return lambda piece: limit is None or len(prefix) + len(self.model.frontend.encode(piece)) <= limit
 
     def chunks(self, text: Optional[str] = None, *, phonemes: Optional[str] = None) -> list[Chunk]:
@@ -120,7 +119,7 @@ class Synthesizer:
         if not source or not source.strip():
             raise SynthesisError("empty text: nothing to synthesize (give some words)")
         frontend = self.model.frontend
-        prefix = tuple(getattr(self.model, "token_prefix", ()))
+        prefix = tuple(self.model.token_prefix)
         fits = self._fits(prefix)
         if text is not None:
             # Pieces without a letter or digit say nothing (and phonemizer drops them from a batch).
@@ -172,7 +171,7 @@ class Synthesizer:
             except Exception as e:
                 raise SynthesisError(f"{path}: not a stored voice (.npy array) ({type(e).__name__}: {e})") from None
         style = torch.as_tensor(np.asarray(reference) if not isinstance(reference, torch.Tensor) else reference)
-        size = getattr(self.model, "style_size", None)
+        size = self.model.style_size
         if not style.is_floating_point() or style.dim() > 2 or (style.dim() == 2 and style.shape[0] != 1) \
                 or (size is not None and style.shape[-1] != size):
             want = f"[{size}]" if size else "[D]"
@@ -244,7 +243,7 @@ class Synthesizer:
         chunk's intermediates there. Input errors are raised before anything is computed."""
         chunks = self.chunks(text, phonemes=phonemes)
         style = self.style(reference)
-        if style is None and getattr(self.model, "requires_reference", False):
+        if style is None and self.model.requires_reference:
             raise SynthesisError(f"{type(self.model).__name__} is a multi-speaker model: give a reference voice "
                                  "(--reference WAV or a stored voice .npy)")
         opts = self._options(options)
@@ -300,7 +299,7 @@ class Synthesizer:
             outputs = model.synthesize_chunks(tokens, style, durations=durations, **opts, **extra)
         else:
             outputs = self._one_by_one(tokens, style, durations, decoder_seed, {**opts, **extra})
-        trim = int(getattr(model, "end_trim_samples", 0) or 0)
+        trim = int(model.end_trim_samples or 0)
         for i, out in enumerate(_in_inference_mode(outputs)):
             wave = out.wave if hasattr(out, "wave") else out
             if dump_dir is not None:

@@ -152,3 +152,12 @@ def test_espeak_frontend_describe_and_pickle():
     assert "ˈ" not in frontend.phonemize("Hello there.")
     clone = pickle.loads(pickle.dumps(frontend))  # e.g. sent to DataLoader workers
     assert clone.phonemize("Hello there.") == frontend.phonemize("Hello there.")
+
+
+def test_espeak_batch_survives_texts_without_phonemes():
+    from tts_zoo_styletts2.text.espeak import EspeakFrontend
+
+    frontend = EspeakFrontend()
+    out = frontend.phonemize_batch(["Hello there.", "...", "", "world"])
+    assert len(out) == 4 and out[2] == ""
+    assert out[0] == frontend.phonemize("Hello there.") and out[3] == frontend.phonemize("world")

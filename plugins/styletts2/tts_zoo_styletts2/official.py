@@ -69,7 +69,8 @@ def model_block(
     hidden, sd = mp["hidden_dim"], mp["style_dim"]
     asr_cfg_path = Path(asr_config) if asr_config else root / config["ASR_config"]
     plbert_path = Path(plbert_dir) if plbert_dir else root / config["PLBERT_dir"]
-    asr_params = dict(read_yaml(asr_cfg_path)["model_params"])
+    # The aligner is needed for training only: without its config an import builds no aligner.
+    asr_params = dict(read_yaml(asr_cfg_path)["model_params"]) if asr_cfg_path.is_file() else None
     plbert_params = dict(read_yaml(plbert_path / "config.yml")["model_params"])
     dec = dict(mp["decoder"])
     decoder_type = dec.pop("type")
@@ -95,7 +96,7 @@ def model_block(
                       "multispeaker": bool(mp["multispeaker"]), **diff["transformer"],
                       "embedding_mask_proba": diff["embedding_mask_proba"], "sigma_data": dist["sigma_data"],
                       "estimate_sigma_data": dist["estimate_sigma_data"], "sigma_mean": dist["mean"], "sigma_std": dist["std"]},
-        "text_aligner": {"component": "asr_cnn", **asr_params},
+        "text_aligner": {"component": "asr_cnn", **asr_params} if asr_params is not None else None,
         "pitch_extractor": {"component": "jdc", **({"channels": hard["jdc_channels"]} if "jdc_channels" in hard else {})},
         "mpd": {"component": "mpd", **({"channels": hard["mpd_channels"]} if "mpd_channels" in hard else {})},
         "msd": {"component": "msd", **({"channels": hard["msd_channels"]} if "msd_channels" in hard else {})},
@@ -106,7 +107,8 @@ def model_block(
     }
     if load_aux_weights:
         block["plbert"]["weights"] = str(plbert_path)
-        block["text_aligner"]["weights"] = str(root / config["ASR_path"])
+        if block["text_aligner"] is not None:
+            block["text_aligner"]["weights"] = str(root / config["ASR_path"])
         block["pitch_extractor"]["weights"] = str(root / config["F0_path"])
     return block
 

@@ -127,6 +127,8 @@ class EspeakFrontend(CleanerFrontend):
             backend, lock = self._backend()
             with lock:
                 phonemes = backend.phonemize([normalized[i] for i in todo], strip=True, njobs=1)
+                if len(phonemes) != len(todo):  # phonemizer drops texts that give no phonemes ("...")
+                    phonemes = [(backend.phonemize([normalized[i]], strip=True, njobs=1) or [""])[0] for i in todo]
             for i, p in zip(todo, phonemes, strict=True):
                 results[i] = " ".join(word_tokenize(p) if self.tokenize else p.split())
         return results
