@@ -77,22 +77,9 @@ def _resolved_config(config_path: Path, asr: Optional[Path], jdc: Optional[Path]
 
 def _checkpoint_modules(path: Path) -> list[str]:
     """The module names in a reference checkpoint's ``net`` (memory-mapped: nothing is read yet)."""
-    import torch
+    from tts_zoo_styletts2.official import read_reference_net
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # an old-style (non-zip) file cannot be memory-mapped
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"{path}: not a readable StyleTTS 2 checkpoint ({type(e).__name__}: {e})") from None
-    net = raw.get("net") if isinstance(raw, dict) else None
-    if not isinstance(net, dict):
-        raise CheckpointError(f"{path}: expected a reference checkpoint with a 'net' entry "
-                              "(train_first.py / train_second.py format)")
-    return list(net)
+    return list(read_reference_net(path, mmap=True))
 
 
 def _recipe_name(config_path: Path) -> str:

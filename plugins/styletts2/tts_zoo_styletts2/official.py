@@ -126,6 +126,24 @@ def _submodule(model: nn.Module, path: str) -> Optional[nn.Module]:
     return obj
 
 
+def read_reference_net(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The ``net`` dict ({module: state dict}) of a reference checkpoint, read with
+    ``weights_only=True``. ``mmap`` maps the file instead of reading it (falls back for old files)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:
+        if mmap:  # an old-style (non-zip) file cannot be memory-mapped
+            return read_reference_net(path, mmap=False)
+        raise CheckpointError(f"{path}: not a readable StyleTTS 2 checkpoint ({type(e).__name__}: {e})") from None
+    net = raw.get("net") if isinstance(raw, dict) else None
+    if not isinstance(net, dict):
+        raise CheckpointError(f"{path}: expected a reference checkpoint with a 'net' entry "
+                              "(train_first.py / train_second.py format)")
+    return net
+
+
 def load_reference_checkpoint(model: nn.Module, checkpoint: Union[str, Path], config: Optional[Mapping[str, Any]] = None,
                               modules: Optional[list[str]] = None) -> dict[str, str]:
     """Load a reference ``epoch_2nd_*.pth`` / ``first_stage.pth`` (``{'net': {module: state}}``) into a
@@ -135,15 +153,7 @@ def load_reference_checkpoint(model: nn.Module, checkpoint: Union[str, Path], co
     from tts_zoo_styletts2.diffusion.style_diffusion import convert_reference_state_dict
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable StyleTTS 2 checkpoint ({type(e).__name__}: {e})") from None
-    net = raw.get("net") if isinstance(raw, dict) else None
-    if not isinstance(net, dict):
-        raise CheckpointError(f"{path}: expected a reference checkpoint with a 'net' entry (train_first.py / train_second.py format)")
+    net = read_reference_net(path)
     sigma_data = None
     if config is not None:
         sigma_data = config["model_params"]["diffusion"]["dist"]["sigma_data"]
