@@ -66,6 +66,9 @@ def setup(device_setting: str) -> DistInfo:
 
 def teardown(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
+        # Wait for every rank (rank 0 may still be writing a checkpoint): tearing gloo down while a
+        # peer still talks aborts the process.
+        dist.barrier()
         dist.destroy_process_group()
 
 
