@@ -16,7 +16,8 @@ from torch import nn
 
 from tts_zoo.audio import AudioError
 from tts_zoo.interfaces import TextFrontend, TTSModel
-from tts_zoo.synthesize import Synthesizer, SynthesisError, alignment_f0_image, write_png
+from tts_zoo.dump import alignment_f0_image, write_png
+from tts_zoo.synthesize import Synthesizer, SynthesisError
 
 REPO = Path(__file__).resolve().parents[2]
 
