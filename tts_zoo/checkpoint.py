@@ -266,4 +266,5 @@ def load_model(path: Union[str, Path], for_inference: bool = True, device: str =
     state = {k: v for k, v in ckpt.state_dict.items() if k.split(".", 1)[0] not in dropped}
     load_state_strict(model, state, ckpt.path)
     model.checkpoint_info = ckpt.info
+    model.recipe = recipe  # the resolved recipe it was built from (synthesis defaults, ...)
     return model.to(device).eval()

@@ -21,10 +21,10 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from pathlib import Path
 from typing import Any, Optional
 
 import yaml
@@ -137,9 +137,8 @@ class Registry:
     def resolve(self, name: str, kind: Optional[str] = None) -> ComponentInfo:
         """``name`` (optionally ``dist:`` qualified and/or ``.vN`` versioned) → its catalogue entry."""
         dist, _, bare = name.rpartition(":")
-        base, version = bare, None
-        if "." in bare and bare.rsplit(".", 1)[1][:1] == "v" and bare.rsplit(".", 1)[1][1:].isdigit():
-            base, version = bare.rsplit(".", 1)[0], int(bare.rsplit(".", 1)[1][1:])
+        pinned = re.fullmatch(r"(.+)\.v(\d+)", bare)
+        base, version = (pinned.group(1), int(pinned.group(2))) if pinned else (bare, None)
         candidates = [
             c for c in self.components
             if c.name == base and (kind is None or c.kind == kind) and (not dist or c.distribution == dist)
@@ -310,10 +309,11 @@ class Registry:
         from a tts-zoo checkpoint directory (weights loaded, eval mode)."""
         from tts_zoo.recipe import Recipe, load_recipe
 
-        if isinstance(recipe, (str, os.PathLike)) and (Path(recipe) / "model.safetensors").is_file():
-            from tts_zoo.checkpoint import load_model
+        if isinstance(recipe, (str, os.PathLike)):
+            from tts_zoo.checkpoint import is_checkpoint, load_model
 
-            return load_model(recipe, for_inference=False, registry=self)
+            if is_checkpoint(recipe):
+                return load_model(recipe, for_inference=False, registry=self)
         if not isinstance(recipe, Recipe):
             recipe = load_recipe(recipe, overrides=overrides, registry=self, allow_import_paths=allow_import_paths)
         return self.build_component(recipe.model, "model", allow_import_paths or recipe.allow_import_paths)

@@ -82,8 +82,8 @@ class Synthesizer:
         if isinstance(model, (str, os.PathLike)):
             from tts_zoo.checkpoint import load_model
 
-            recipe_defaults = _recipe_synthesis_defaults(model)
             model = load_model(model, for_inference=True, device=str(self.device))
+            recipe_defaults = {k: v for k, v in model.recipe.synthesis.model_dump().items() if k in OPTIONS}
             prepare = model.prepare_for_inference  # e.g. weight norm folded, training-only parts dropped
             if bf16 and "bf16" not in inspect.signature(prepare).parameters:
                 raise SynthesisError(f"{type(model).__name__} has no bfloat16 path (leave out --bf16)")
@@ -338,23 +338,6 @@ def _in_inference_mode(outputs: Iterator[Any]) -> Iterator[Any]:
             except StopIteration:
                 return
         yield out
-
-
-def _recipe_synthesis_defaults(path: Union[str, os.PathLike]) -> dict[str, Any]:
-    """The ``synthesis`` section of a checkpoint's recipe (read from the safetensors header only)."""
-    import yaml
-    from safetensors import safe_open
-
-    from tts_zoo.checkpoint import MODEL_FILE
-
-    p = Path(path)
-    file = p / MODEL_FILE if p.is_dir() else p
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            recipe = yaml.safe_load((f.metadata() or {}).get("recipe", "")) or {}
-    except Exception:
-        return {}  # load_model reports unreadable checkpoints
-    return {k: v for k, v in (recipe.get("synthesis") or {}).items() if k in OPTIONS}
 
 
 # ---------------------------------------------------------------------- the command

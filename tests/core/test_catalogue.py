@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import tts_zoo_styletts2
-from tts_zoo.catalogue import docstring_args, params_from_class, type_to_string
+from tts_zoo.catalogue import docstring_args, type_to_string
 from tts_zoo.registry import Registry, _import_target
 from typing import Literal, Optional
 

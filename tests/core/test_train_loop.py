@@ -105,7 +105,6 @@ def metrics(run_dir: Path, split: str = "train") -> list[dict]:
 
 
 def test_loss_decreases_and_frozen_parameters_stay(tmp_path):
-    before = ToyModel()
     torch.manual_seed(0)
     result, model = run(tmp_path, ToyStage(epochs=4))
     rows = metrics(tmp_path)

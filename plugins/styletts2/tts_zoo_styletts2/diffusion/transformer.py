@@ -14,7 +14,6 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tts_zoo_styletts2.layers import AdaLayerNorm
