@@ -261,9 +261,12 @@ def load_model(path: Union[str, Path], for_inference: bool = True, device: str =
         cls = reg.load_class(reg.resolve(block["component"], "model"))
         block = cls.inference_block(block)
     model = reg.build_component(block, "model")
-    # Only the weights of the parts the model class dropped are skipped; everything else is strict.
-    dropped = {k for k, v in block.items() if v is None and recipe.model.get(k) is not None}
-    state = {k: v for k, v in ckpt.state_dict.items() if k.split(".", 1)[0] not in dropped}
+    # Only the weights the inference build has no place for, inside the parts whose block the model
+    # class changed (a dropped discriminator, a language model's pretraining heads), are skipped;
+    # everything else is strict (a missing weight is always an error).
+    changed = {k for k, v in block.items() if v != recipe.model.get(k)}
+    own = model.state_dict()
+    state = {k: v for k, v in ckpt.state_dict.items() if k in own or k.split(".", 1)[0] not in changed}
     load_state_strict(model, state, ckpt.path)
     model.checkpoint_info = ckpt.info
     model.recipe = recipe  # the resolved recipe it was built from (synthesis defaults, ...)

@@ -215,10 +215,18 @@ class Aligner(nn.Module, abc.ABC):
 
 
 class PitchExtractor(nn.Module, abc.ABC):
-    """Mel (or wave) → F0 in Hz.
+    """Mel (or wave) → F0 in Hz, one value per mel frame (hop 300 at 24 kHz, centred frames).
 
-    forward(mel [B, 1, n_mels, F]) → (f0 [B, F], features, pooled) where the last two are
-    implementation-specific intermediate maps (None where not available).
+    Two forms, told apart by the class attribute ``input_kind`` (read as ``getattr(x, "input_kind",
+    "mel")``):
+
+    - ``"mel"`` (networks such as JDC; what ``model.pitch_extractor`` must be):
+      forward(mel [B, 1, n_mels, F]) → (f0 [B, F], features, pooled) where the last two are
+      implementation-specific intermediate maps (None where not available).
+    - ``"wave"`` (signal-processing trackers that label training data):
+      forward(wave [B, S] float at ``sample_rate``) → (f0 [B, 1 + S // 300], None, None), 0 where
+      unvoiced, frame i centred on sample 300·i (the frames of ``tts_zoo.audio.log_mel``); no
+      gradient. ``describe() → dict`` gives the settings that change the output (a cache key).
     """
 
     @abc.abstractmethod
@@ -310,10 +318,17 @@ class Stage(abc.ABC):
     - ``validation_step(model, batch, epoch) → {name: scalar}`` (averaged over the validation set,
       run in eval mode under ``torch.no_grad()``); ``examples(model, batch, epoch) → {name: tensor}``
       on one fixed validation batch: 1-D tensors are audio at ``model.sample_rate``, 2-D ones images.
+    - ``datasets(model, recipe) → StageData | None``: the stage's own data (e.g. a text corpus for a
+      language-model pretraining stage), called once when the stage starts, after ``setup``. None
+      (the default) = the recipe's speech manifests (``data.train`` / ``data.val``). The loop batches
+      either by ``dataset.lengths`` per rank (DDP-aware, resumable mid-epoch); a stage's data must be
+      the same on every call for the same recipe (resume replays the epoch's order from the seed).
+      A stage on the speech manifests may set ``batch_size`` (items per rank; None = ``data.batch_size``).
     """
 
     epochs: int
     manual_optimization: bool = False
+    batch_size: Optional[int] = None
 
     def setup(self, model: TTSModel, recipe: Any, resumed: bool) -> None:
         """Prepare for training ``model`` (``recipe``: the whole ``tts_zoo.recipe.Recipe``)."""
@@ -330,6 +345,20 @@ class Stage(abc.ABC):
     def examples(self, model: TTSModel, batch: Any, epoch: int) -> dict[str, Tensor]:
         return {}
 
+    def datasets(self, model: TTSModel, recipe: Any) -> Optional["StageData"]:
+        return None
+
+
+class StageData(NamedTuple):
+    """A stage's own data (:meth:`Stage.datasets`): datasets with an optional ``lengths`` attribute
+    (one number per item, for length bucketing), the function that batches their items, and the
+    batch size per rank (None = the recipe's ``data.batch_size``)."""
+
+    train_set: Any
+    val_set: Any  # None = no validation
+    collate_fn: Callable[[list[Any]], Any]
+    batch_size: Optional[int] = None
+
 
 __all__ = [
     "Aligner",
@@ -344,6 +373,7 @@ __all__ = [
     "PitchExtractor",
     "Sampler",
     "Stage",
+    "StageData",
     "StepContext",
     "StyleDiffusion",
     "StyleEncoder",

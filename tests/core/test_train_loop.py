@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tts_zoo.checkpoint import load_checkpoint
-from tts_zoo.interfaces import Stage, TTSModel
+from tts_zoo.interfaces import Stage, StageData, TTSModel
 from tts_zoo.recipe import Recipe
 from tts_zoo.train import TrainingError
 from tts_zoo.train.loop import Trainer
@@ -137,11 +137,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     run(tmp_path / "split", max_steps=5)  # killed after step 5, mid-epoch
     again, resumed_model = run(tmp_path / "split", max_steps=13)  # same command: resumes
     assert again.state.step == 13
-    for name, value in full_model.state_dict().items():
-        assert torch.equal(value, resumed_model.state_dict()[name]), name
-    losses = {r["step"]: r["loss"] for r in metrics(tmp_path / "full")}
-    resumed = {r["step"]: r["loss"] for r in metrics(tmp_path / "split")}
-    assert [resumed[s] for s in range(1, 14)] == [losses[s] for s in range(1, 14)]
+    assert_same_runs(tmp_path / "full", full_model, tmp_path / "split", resumed_model, 13)
+
+
+def assert_same_runs(dir_a: Path, model_a: nn.Module, dir_b: Path, model_b: nn.Module, steps: int) -> None:
+    """The same weights at the end and the same logged loss at every step."""
+    for name, value in model_a.state_dict().items():
+        assert torch.equal(value, model_b.state_dict()[name]), name
+    losses_a = {r["step"]: r["loss"] for r in metrics(dir_a)}
+    losses_b = {r["step"]: r["loss"] for r in metrics(dir_b)}  # a resumed run's last line for a step counts
+    assert [losses_b[s] for s in range(1, steps + 1)] == [losses_a[s] for s in range(1, steps + 1)]
 
 
 def test_no_resume_refuses_an_existing_run(tmp_path):
@@ -210,3 +215,52 @@ def test_ddp_ranks_stay_in_sync_and_only_rank_0_writes(tmp_path):
     # 64 items / (8 per batch × 2 ranks) = 4 steps per epoch: saves at 3, 4 (epoch end) and 6
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == [
         "step_00000003", "step_00000004", "step_00000006"]
+
+
+# ------------------------------------------------------------------ a stage that brings its own data
+
+
+class OwnDataStage(ToyStage):
+    """ToyStage on its own data (``Stage.datasets``): 40 other items in batches of 10, no validation."""
+
+    def __init__(self, epochs: int = 2):
+        super().__init__(epochs)
+        self.calls: list[str] = []
+        self.batch_sizes: list[int] = []
+
+    def datasets(self, model, recipe):
+        self.calls.append(recipe.name)
+        return StageData(ToyData(40, seed=5), None, torch.utils.data.default_collate, batch_size=10)
+
+    def train_step(self, model, batch, ctx):
+        self.batch_sizes.append(len(batch[0]))
+        return super().train_step(model, batch, ctx)
+
+
+def run_two_stages(tmp: Path, **train):
+    torch.manual_seed(0)
+    model, stages = ToyModel(), [OwnDataStage(epochs=2), ToyStage(epochs=1)]
+    result = Trainer(toy_recipe(**train), tmp, model=model, stages=stages, train_set=ToyData(),
+                     val_set=ToyData(16, seed=1), collate_fn=torch.utils.data.default_collate, progress=False,
+                     tensorboard=False).run()
+    return result, model, stages
+
+
+def test_a_stage_trains_on_its_own_data_and_the_next_on_the_recipes(tmp_path):
+    result, _, (own, default) = run_two_stages(tmp_path)
+    # stage 1: 40 items / 10 = 4 steps × 2 epochs; stage 2: the trainer's 64 items / 8 = 8 steps
+    assert result.stopped == "finished" and result.state.step == 16
+    assert own.calls == ["toy"] and own.batch_sizes == [10] * 8
+    rows = metrics(tmp_path)
+    assert [r["stage"] for r in rows] == [0] * 8 + [1] * 8
+    assert rows[7]["loss"] < rows[0]["loss"]  # it learned from its own items
+    assert [r["stage"] for r in metrics(tmp_path, "val")] == [1]  # no validation set of its own
+
+
+def test_resume_is_exact_inside_and_after_a_stage_with_its_own_data(tmp_path):
+    _, full_model, _ = run_two_stages(tmp_path / "full", max_steps=13)
+    run_two_stages(tmp_path / "split", max_steps=3)  # killed inside the own-data stage
+    run_two_stages(tmp_path / "split", max_steps=10)  # and inside the next stage
+    again, resumed_model, _ = run_two_stages(tmp_path / "split", max_steps=13)
+    assert again.state.step == 13
+    assert_same_runs(tmp_path / "full", full_model, tmp_path / "split", resumed_model, 13)

@@ -1,4 +1,5 @@
-"""Data for the training loop: the recipe's manifests → datasets → DataLoaders over length buckets.
+"""Data for the training loop: the recipe's manifests (or a stage's own datasets, ``Stage.datasets``)
+→ DataLoaders over length buckets.
 
 Each rank reads its own shard (:class:`~tts_zoo.data.batching.LengthBucketSampler` is DDP-aware).
 :class:`EpochBatches` makes the order a function of (seed, epoch) alone and can start an epoch part
@@ -86,17 +87,20 @@ def make_loaders(
     train_set: Any,
     val_set: Optional[Any],
     collate_fn: Callable[[Sequence[Any]], Any],
+    batch_size: Optional[int] = None,
 ) -> tuple[torch.utils.data.DataLoader, EpochBatches, Optional[torch.utils.data.DataLoader]]:
-    """DataLoaders over length-bucketed batches (``dataset.lengths`` gives the lengths)."""
+    """DataLoaders over length-bucketed batches (``dataset.lengths`` gives the lengths) of
+    ``batch_size`` items per rank (None: ``data.batch_size``)."""
     from tts_zoo.data.batching import LengthBucketSampler
 
     data = recipe.data
+    batch_size = batch_size or data.batch_size
     lengths = list(getattr(train_set, "lengths", [1] * len(train_set)))
-    sampler = LengthBucketSampler(lengths, data.batch_size, shuffle=True, bucket_batches=64 if data.bucketing else 1,
+    sampler = LengthBucketSampler(lengths, batch_size, shuffle=True, bucket_batches=64 if data.bucketing else 1,
                                   num_replicas=dist.world_size, rank=dist.rank, seed=recipe.train.seed)
     batches = EpochBatches(sampler)
     if len(sampler) == 0:
-        raise TrainingError(f"data.train: {len(train_set)} clips make no batch of {data.batch_size} "
+        raise TrainingError(f"{len(train_set)} training items make no batch of {batch_size} "
                             f"on {dist.world_size} rank(s)")
     common = {"collate_fn": collate_fn, "num_workers": data.num_workers, "pin_memory": dist.device.type == "cuda"}
     # A private generator: creating an epoch's iterator must not draw from the global RNG (resume parity).
@@ -104,7 +108,7 @@ def make_loaders(
     val_loader = None
     if val_set is not None and len(val_set):
         val_lengths = list(getattr(val_set, "lengths", [1] * len(val_set)))
-        val_sampler = LengthBucketSampler(val_lengths, data.batch_size, shuffle=False,
+        val_sampler = LengthBucketSampler(val_lengths, batch_size, shuffle=False,
                                           num_replicas=dist.world_size, rank=dist.rank, seed=recipe.train.seed)
         val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_sampler, generator=torch.Generator(), **common)
     return train_loader, batches, val_loader

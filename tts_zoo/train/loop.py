@@ -21,6 +21,9 @@ owns everything that is not particular to a model:
   and images of a fixed validation batch) and ``<run>/metrics.jsonl``.
 
 ``train.max_steps`` caps the total number of steps over all stages (tests, quick looks).
+
+Data: each stage trains on the recipe's speech manifests unless it brings its own datasets
+(``Stage.datasets``, e.g. a text corpus); the loaders are made anew when a stage starts.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 from torch import nn
 
 from tts_zoo.checkpoint import load_checkpoint, load_state_strict, restore_rng_states, rng_states
+from tts_zoo.interfaces import StageData
 from tts_zoo.recipe import Recipe, dump_recipe
 from tts_zoo.train import TrainingError
 from tts_zoo.train import distributed
@@ -90,7 +94,8 @@ class Trainer:
         resume: continue from the run directory's latest checkpoint (False: refuse to start over one).
         model: the model to train (default: ``registry.build(recipe)``).
         stages: the stages (default: built from ``train.stages``).
-        train_set, val_set, collate_fn: the data (default: the manifests of ``recipe.data`` as
+        train_set, val_set, collate_fn: the data of the stages that bring none of their own
+            (``Stage.datasets``; default: the manifests of ``recipe.data`` as
             :class:`~tts_zoo.data.dataset.SpeechDataset` + :class:`~tts_zoo.data.collate.Collater`).
         progress: show the live progress bar (on a terminal).
         tensorboard: write TensorBoard logs.
@@ -163,16 +168,22 @@ class Trainer:
             self.state = TrainState()
         self.model.to(self.dist.device)
         distributed.broadcast_module(self.model, self.dist)
-
-        if self.train_set is None:
-            self.train_set, self.val_set = speech_datasets(self.recipe, self.model.frontend)
-        if self.collate_fn is None:
-            from tts_zoo.data.collate import Collater
-
-            self.collate_fn = Collater(n_symbols=_token_table_size(self.model), ref_frames=self.recipe.data.ref_frames)
-        self.train_loader, self.batches, self.val_loader = make_loaders(
-            self.recipe, self.dist, self.train_set, self.val_set, self.collate_fn)
         return training
+
+    def _use_data(self, stage: Any) -> None:
+        """The loaders of a stage that starts: its own data (``Stage.datasets``) or else the recipe's
+        speech manifests (read once, when a stage first needs them)."""
+        data = stage.datasets(self.model, self.recipe)
+        if data is None:
+            if self.train_set is None:
+                self.train_set, self.val_set = speech_datasets(self.recipe, self.model.frontend)
+            if self.collate_fn is None:
+                from tts_zoo.data.collate import Collater
+
+                self.collate_fn = Collater(n_symbols=_token_table_size(self.model), ref_frames=self.recipe.data.ref_frames)
+            data = StageData(self.train_set, self.val_set, self.collate_fn, getattr(stage, "batch_size", None))
+        self.train_loader, self.batches, self.val_loader = make_loaders(
+            self.recipe, self.dist, data.train_set, data.val_set, data.collate_fn, data.batch_size)
 
     def _run(self) -> TrainResult:
         self.log = TrainLogger(self.run_dir, enabled=self.dist.is_main, progress=self.progress, tensorboard=self.tensorboard)
@@ -199,6 +210,7 @@ class Trainer:
             stage = self.stages[index]
             resumed = training is not None and training.get("optimizer_stage") == index
             stage.setup(self.model, self.recipe, resumed)
+            self._use_data(stage)
             groups = stage.parameter_groups(self.model, self.cfg.optimizer)
             total = stage.epochs * self.batches.epoch_length
             opt = StageOptimizer(self.model, groups, self.cfg.optimizer, total, self.dist)

@@ -126,7 +126,11 @@ class StyleTTS2(interfaces.TTSModel):
 
     @classmethod
     def inference_block(cls, block: dict) -> dict:
-        """The model block without the training-only modules (no WavLM or discriminator weights needed)."""
+        """The model block without the training-only modules (no WavLM or discriminator weights needed)
+        and without PL-BERT's pretraining heads."""
+        plbert = block.get("plbert")
+        if isinstance(plbert, dict) and plbert.get("word_vocab_size") is not None:
+            block = {**block, "plbert": {**plbert, "word_vocab_size": None}}
         return {**block, **{name: None for name in cls.TRAINING_ONLY}}
 
     # ------------------------------------------------------------------ the inference steps

@@ -1,5 +1,6 @@
 """PL-BERT (Li et al. 2023, "Phoneme-Level BERT for Enhanced Prosody of Text-to-Speech"): an ALBERT
-over phoneme tokens, as StyleTTS 2 uses it, plus StyleTTS 2's ``bert_encoder`` projection."""
+over phoneme tokens, as StyleTTS 2 uses it, plus StyleTTS 2's ``bert_encoder`` projection and,
+for pretraining only, PL-BERT's two prediction heads."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ class PLBert(interfaces.LanguageModel):
     ``project`` maps them to the TTS width (the reference's ``d_en``, the prosody predictor's input).
 
     forward(tokens [B, T] long, attention_mask [B, T] with 1 = keep) → [B, T, hidden_size];
-    project([B, T, hidden_size]) → [B, output_dim, T].
+    project([B, T, hidden_size]) → [B, output_dim, T]. With ``word_vocab_size`` set, ``heads``
+    (:class:`PLBertHeads`) holds the pretraining heads (stage ``styletts2_plbert_pretrain``); they
+    are part of the state (checkpoints, resume) and left out of inference builds.
 
     Args:
         vocab_size: Number of phoneme tokens (ALBERT ``vocab_size``).
@@ -42,9 +45,9 @@ class PLBert(interfaces.LanguageModel):
         embedding_size: ALBERT factorised embedding width (ALBERT's default when the config has none).
         dropout: Kept from PL-BERT's config; not an ALBERT field, so (as in the reference) no effect.
         output_dim: Width of the ``bert_encoder`` projection (the TTS ``hidden_dim``).
-        weights: Pretrained encoder to load: an official PL-BERT directory (config.yml + step_*.t7)
-            or a transformers checkpoint directory (config.json + weights); None = random init.
+        weights: Pretrained encoder to load: an official PL-BERT directory (config.yml + step_*.t7), a transformers checkpoint directory (config.json + weights), a tts-zoo checkpoint directory (e.g. a styletts2_plbert_pretrain run's checkpoints/latest) or a .safetensors file; None = random init.
         attn_implementation: transformers attention kernel ('sdpa' or 'eager'); None = its default.
+        word_vocab_size: Words the phoneme-to-word head tells apart (unknown word and word separator included); set = build the pretraining heads (training only), None = no heads.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class PLBert(interfaces.LanguageModel):
         output_dim: int = 512,
         weights: Optional[str] = None,
         attn_implementation: Optional[Literal["sdpa", "eager"]] = None,
+        word_vocab_size: Optional[int] = None,
     ):
         super().__init__()
         config = AlbertConfig(
@@ -78,6 +82,7 @@ class PLBert(interfaces.LanguageModel):
         # Checkpoints from older transformers carry the (then persistent) position_ids buffer.
         self.bert.register_load_state_dict_pre_hook(_drop_position_ids)
         self.bert_encoder = nn.Linear(hidden_size, output_dim)
+        self.heads = PLBertHeads(hidden_size, vocab_size, word_vocab_size) if word_vocab_size else None
         if weights is not None:
             self.load_encoder(weights)
 
@@ -98,7 +103,8 @@ class PLBert(interfaces.LanguageModel):
         return cls(**args, output_dim=output_dim, weights=str(root), **kwargs)
 
     def load_encoder(self, path: str) -> None:
-        """Load the ALBERT weights from an official PL-BERT or a transformers directory (strict)."""
+        """Load the ALBERT weights (strict) from an official PL-BERT, a transformers or a tts-zoo
+        checkpoint directory, or a .safetensors file."""
         state = read_plbert_state(path)
         try:
             self.bert.load_state_dict(state, strict=True)
@@ -113,14 +119,37 @@ class PLBert(interfaces.LanguageModel):
         return self.bert_encoder(bert_out).transpose(-1, -2)
 
 
+class PLBertHeads(nn.Module):
+    """PL-BERT's pretraining heads (the reference's ``MultiTaskModel``; key names as its checkpoints).
+
+    ALBERT features [B, T, H] → (phoneme logits [B, T, vocab_size] for masked-phoneme prediction,
+    word logits [B, T, word_vocab_size] for phoneme-to-word prediction), one linear layer each.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, word_vocab_size: int):
+        super().__init__()
+        self.mask_predictor = nn.Linear(hidden_size, vocab_size)
+        self.word_predictor = nn.Linear(hidden_size, word_vocab_size)
+
+    def forward(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        return self.mask_predictor(hidden), self.word_predictor(hidden)
+
+
 def read_plbert_state(path: str) -> dict[str, Tensor]:
     """The bare ``AlbertModel`` state dict stored in an official PL-BERT directory (the highest
-    ``step_*.t7``) or a transformers checkpoint directory.
+    ``step_*.t7``), a transformers checkpoint directory, a tts-zoo checkpoint directory or a
+    .safetensors file.
 
     Official files hold ``module.encoder.<ALBERT key>`` plus pre-training heads; we keep the encoder
     keys only (as the reference's ``load_plbert``) and drop the non-persistent ``position_ids``.
+    tts-zoo files hold the whole model (``plbert.bert.<ALBERT key>``) or a PL-BERT (``bert.…``).
     """
+    file = Path(path).expanduser()
+    if file.is_file() and file.suffix == ".safetensors":
+        return _read_safetensors_encoder(file)
     root = _existing_dir(path)
+    if (root / "model.safetensors").is_file() and not (root / "config.json").is_file():
+        return _read_safetensors_encoder(root / "model.safetensors")  # a tts-zoo checkpoint
     steps = {int(m.group(1)): f for f in root.iterdir() if (m := re.fullmatch(r"step_(\d+)\.t7", f.name))}
     if steps:
         net = torch.load(steps[max(steps)], map_location="cpu", weights_only=True)["net"]
@@ -150,10 +179,29 @@ def _read_transformers_state(root: Path) -> dict[str, Tensor]:
     return state
 
 
+def _read_safetensors_encoder(file: Path) -> dict[str, Tensor]:
+    """The ALBERT tensors of a safetensors file: under ``plbert.bert.`` (a tts-zoo model), ``bert.``
+    (a PLBert state dict), ``albert.`` (transformers with heads) or at the top level; only those are read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            keys = list(f.keys())
+            prefix = next((p for p in ("plbert.bert.", "bert.", "albert.") if any(k.startswith(p) for k in keys)), "")
+            state = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+    except Exception as e:
+        raise CheckpointError(f"{file}: unreadable safetensors file ({e})") from None
+    state.pop(_POSITION_IDS, None)
+    if not state:
+        raise CheckpointError(f"{file}: holds no PL-BERT weights")
+    return state
+
+
 def _existing_dir(path: str) -> Path:
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise MissingWeightsError(f"PL-BERT directory {root} not found: {_DOWNLOAD_HINT}")
+        raise MissingWeightsError(f"PL-BERT weights {root} not found: {_DOWNLOAD_HINT}, or give a "
+                                  "styletts2_plbert_pretrain run's checkpoint (e.g. runs/plbert_pretrain/checkpoints/latest)")
     return root
 
 
