@@ -45,6 +45,9 @@ class DataConfig(_Strict):
     ref_frames: int = Field(192, gt=0, description="length of the same-speaker reference clip in mel frames")
     num_workers: int = Field(2, ge=0, description="data-loading worker processes")
     bucketing: bool = Field(True, description="length-bucketed batches (less padding)")
+    f0_labels: Optional[dict[str, Any]] = Field(
+        None, description="pitch tracker that labels the data with F0, cached beside each manifest (Batch.f0): "
+                          "a wave pitch_extractor block, e.g. {component: dsp_pitch, method: dio}; null = no labels")
 
 
 class OptimizerConfig(_Strict):
@@ -253,6 +256,9 @@ def validate_recipe_data(
     allow = allow_import_paths or bool(data.get("allow_import_paths", False))
     if "model" in data:
         reg.check_component(data["model"], "model", "model", issues, locate, allow)
+    f0_block = data.get("data", {}).get("f0_labels") if isinstance(data.get("data"), Mapping) else None
+    if f0_block is not None:
+        reg.check_component(f0_block, "data.f0_labels", "pitch_extractor", issues, locate, allow)
     stages = data.get("train", {}).get("stages", []) if isinstance(data.get("train"), Mapping) else []
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         reg.check_component(stage, f"train.stages.{i}", "stage", issues, locate, allow)

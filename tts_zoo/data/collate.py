@@ -2,8 +2,9 @@
 
 The first eight fields of :class:`Batch` are the reference's return value, in its order
 (``waves, texts, input_lengths, ref_texts, ref_lengths, mels, output_lengths, ref_mels``); the
-speaker ids and paths follow. The OOV guard drops token ids ``>= n_symbols`` (an embedding table
-smaller than the frontend's symbol table would otherwise index out of range), counting them.
+speaker ids, paths and (with F0 labels) the padded F0 follow. The OOV guard drops token ids
+``>= n_symbols`` (an embedding table smaller than the frontend's symbol table would otherwise index
+out of range), counting them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Batch(NamedTuple):
     speakers: Tensor  # [B] long
     ref_speakers: Tensor  # [B] long
     paths: list[str]
+    f0: Optional[Tensor] = None  # [B, F] float32 Hz: 0 unvoiced or padding, NaN = label missing; None without labels
 
     def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> "Batch":
         """The batch with every tensor (and each wave) on ``device``."""
@@ -99,4 +101,17 @@ class Collater:
             speakers=torch.tensor([s.speaker for s in samples], dtype=torch.long),
             ref_speakers=torch.tensor([s.ref_speaker for s in samples], dtype=torch.long),
             paths=[s.path for s in samples],
+            f0=self._f0(samples, mels.shape[-1]),
         )
+
+    @staticmethod
+    def _f0(samples: Sequence[Sample], n_frames: int) -> Optional[Tensor]:
+        if all(s.f0 is None for s in samples):
+            return None
+        f0 = torch.zeros(len(samples), n_frames)
+        for b, s in enumerate(samples):
+            if s.f0 is None:  # an item without labels in a labelled batch: treat as missing
+                f0[b] = float("nan")
+            else:
+                f0[b, : s.f0.shape[-1]] = s.f0
+        return f0

@@ -22,12 +22,12 @@ class Corpus(str, Enum):
     demo = "demo"
 
 
-def _frontend_spec(name: str, options: list[str]) -> dict:
+def _frontend_spec(name: str, options: list[str], hint: str = "--frontend-option") -> dict:
     spec: dict = {"component": name}
     for opt in options:
         key, sep, value = opt.partition("=")
         if not sep:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {opt!r}", param_hint="--frontend-option")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {opt!r}", param_hint=hint)
         spec[key.strip()] = value
     return spec
 
@@ -44,6 +44,11 @@ def prepare(
     seed: int = typer.Option(0, "--seed", help="Seeds the split and the demo corpus."),
     utterances: int = typer.Option(320, "--utterances", help="demo only: number of utterances."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    f0: Optional[str] = typer.Option(
+        None, "--f0", help="Also compute F0 labels with this pitch tracker component (e.g. dsp_pitch), cached "
+                           "in OUT/f0 for recipes whose data.f0_labels names the same tracker and settings."),
+    f0_options: Optional[List[str]] = typer.Option(
+        None, "--f0-option", help="KEY=VALUE parameter of the --f0 tracker (repeatable), e.g. method=dio."),
 ) -> None:
     """Turn a corpus into phonemized train/val manifests (JSONL + the reference's lists) and a report.
 
@@ -53,8 +58,22 @@ def prepare(
     from tts_zoo.data.prepare import prepare_corpus
 
     fe = registry.build_component(_frontend_spec(frontend, frontend_options or []), kind="text_frontend")
+    f0_block = _frontend_spec(f0, f0_options or [], "--f0-option") if f0 else None
+    if f0_block:  # a bad tracker name or option fails now, before the corpus is prepared
+        from tts_zoo.data.f0_labels import build_tracker
+
+        build_tracker(f0_block)
     report = prepare_corpus(
         corpus.value, source, out, fe, workers=workers or None, val_fraction=val_fraction, seed=seed,
         show_progress=not quiet, demo_options={"n_utterances": utterances} if corpus is Corpus.demo else None,
     )
     report.render()
+    if f0_block:
+        from tts_zoo.data.f0_labels import F0Labels
+
+        for split in ("train", "val"):
+            if (out / f"{split}.jsonl").is_file():
+                r = F0Labels.for_manifest(out / f"{split}.jsonl", f0_block, workers=min(2, workers or 2),
+                                          progress=not quiet).report
+                typer.echo(f"F0 labels ({split}): {r.computed} computed, {r.cached} cached, {len(r.missing)} missing "
+                           f"(tracker failed) in {r.seconds:.1f} s")

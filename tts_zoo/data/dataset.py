@@ -9,6 +9,10 @@ frames), encodes the phonemes as ``[0] + ids + [0]``, draws a reference clip fro
 
 Missing, unreadable, empty or too-short audio never crashes an epoch: the item is skipped (counted in
 :attr:`SpeechDataset.skipped`, one warning each) and another one is drawn in its place.
+
+With ``f0_labels`` (:class:`tts_zoo.data.f0_labels.F0Labels`, computed before training) each sample
+also carries its cached F0 label, cut like the mel; a missing label is all NaN (counted in
+:attr:`SpeechDataset.f0_missing`).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
 from tts_zoo.audio import AudioError, load_audio, log_mel
+from tts_zoo.pitch import frame_count
 from tts_zoo.data.manifest import Utterance, read_list, read_manifest, read_speakers, speaker_ids
 from tts_zoo.interfaces import TextFrontend
 
@@ -46,6 +51,7 @@ class Sample(NamedTuple):
     ref_speaker: int
     path: str
     wave: Tensor  # [S + 2 * pad_samples] float32, the padded 24 kHz wave the mel was computed from
+    f0: Optional[Tensor] = None  # [F] float32 Hz (0 = unvoiced, NaN = label missing); None without f0_labels
 
 
 class _Unusable(Exception):
@@ -86,6 +92,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         min_ood_length: minimum OOD text length in characters (reference: 50).
         min_duration: shorter audio (seconds, before padding) is skipped.
         seed: seeds the reference and OOD draws (DataLoader workers use their own per-epoch seed).
+        f0_labels: cached F0 labels to attach (None: ``Sample.f0`` is None).
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         min_ood_length: int = 50,
         min_duration: float = 0.1,
         seed: int = 0,
+        f0_labels: Optional[Any] = None,
     ):
         if not records:
             raise ValueError("SpeechDataset: no records")
@@ -112,6 +120,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.ref_frames = ref_frames
         self.min_samples = max(1, int(min_duration * sample_rate))
         self.seed = seed
+        self.f0_labels = f0_labels
+        self.f0_missing: set[str] = set()  # audio paths whose F0 label is missing
         texts = [t for t in (ood_texts if ood_texts is not None else [r.phonemes for r in self.records]) if t.strip()]
         long_enough = [t for t in texts if len(t) >= min_ood_length]
         # The reference redraws until one is long enough; with none that long, any will do.
@@ -227,4 +237,14 @@ class SpeechDataset(torch.utils.data.Dataset):
         ref_mel, ref_speaker = self._reference(idx, rng)
         ood = self._tokens(rng.choice(self.ood_texts))
         return Sample(self.speakers[record.speaker], mel, self._tokens(record.phonemes), ood, ref_mel, ref_speaker,
-                      record.audio, wave)
+                      record.audio, wave, self._f0(record.audio, wave.shape[-1], mel.shape[-1]))
+
+    def _f0(self, audio: str, n_samples: int, n_frames: int) -> Optional[Tensor]:
+        """The cached label cut to the mel's ``n_frames``; all NaN when missing or not of this wave."""
+        if self.f0_labels is None:
+            return None
+        f0 = self.f0_labels.load(audio)
+        if f0 is None or len(f0) != frame_count(n_samples, HOP_LENGTH):
+            self.f0_missing.add(audio)
+            return torch.full((n_frames,), float("nan"))
+        return torch.from_numpy(f0[:n_frames]).float()

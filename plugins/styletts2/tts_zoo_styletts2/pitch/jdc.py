@@ -129,9 +129,26 @@ class JDCNet(PitchExtractor):
                     nn.init.normal_(p)
 
     def forward(self, mel: Tensor) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        f0, gan_feature, pooled, _ = self._classify(mel)
+        return f0, gan_feature, pooled
+
+    def forward_with_voicing(self, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """mel [B, 1, n_mels, F] → (f0 [B, F] Hz, silence logits [B, F]): both branches, as the reference
+        PitchExtractor trains them (its detector's two outputs summed into one logit; > 0 = unvoiced).
+        The maxpool widths (40, 20, 10) fit 80 mel bands."""
+        f0, _, pooled, (conv, res1, res2) = self._classify(mel)
+        x = torch.cat((self.maxpool1(conv), self.maxpool2(res1), self.maxpool3(res2), pooled), dim=1)
+        x = self.detector_conv(x)  # [B, c3, F, 2]
+        x, _ = self.bilstm_detector(x.permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[2], -1))
+        return f0, self.detector(x).sum(-1)
+
+    def _classify(self, mel: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
         n_frames = mel.shape[-1]
         x = mel.float().transpose(-1, -2)  # [B, 1, F, n_mels]
-        x = self.res_block3(self.res_block2(self.res_block1(self.conv_block(x))))
+        conv = self.conv_block(x)
+        res1 = self.res_block1(conv)
+        res2 = self.res_block2(res1)
+        x = self.res_block3(res2)
         x = self.pool_block[1](self.pool_block[0](x))
         gan_feature = x.transpose(-1, -2)  # [B, c3, n_mels/8, F]
         pooled = self.pool_block[2](x)  # [B, c3, F, n_mels/32]
@@ -142,7 +159,7 @@ class JDCNet(PitchExtractor):
         f0 = out.abs()
         if self.num_class == 1:
             f0 = f0.squeeze(-1)
-        return f0, gan_feature, pooled
+        return f0, gan_feature, pooled, (conv, res1, res2)
 
     def load_official_weights(self, bst_t7_path: str | Path) -> None:
         """Load the reference's ``bst.t7`` (``{'net': state_dict}``, with BatchNorm statistics) strictly."""
