@@ -15,7 +15,7 @@ echo "setting up $VENV (first run: about a minute) ..." >&2
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v "^WARNING: Location" >&2 || true; }
 # torch first and pinned: the local CPU wheel; an open range would pull a multi-GB CUDA build.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
-pip_install -e ".[dev]"
+pip_install -e ".[dev,eval]"
 "$VENV/bin/python" -c "import torch, tts_zoo, tts_zoo_styletts2" || { echo "setup failed" >&2; exit 1; }
 rm -f "$VENV"/.tts-zoo-setup-*
 touch "$stamp"

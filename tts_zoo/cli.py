@@ -162,6 +162,7 @@ CORE_COMMANDS = {
     "prepare": "tts_zoo.data.commands:prepare",
     "train": "tts_zoo.train.commands:train",
     "synthesize": "tts_zoo.synthesize:synthesize_command",
+    "evaluate": "tts_zoo.evaluate:evaluate_command",
 }
 PLUGIN_COMMAND_GROUP = "tts_zoo.commands"  # plugins add commands (e.g. import-styletts2) here
 
