@@ -44,11 +44,10 @@ class WhisperError(TTSZooError):
 
 
 def cpu_threads() -> int:
-    """Threads for evaluation: ``$OMP_NUM_THREADS`` when set to a positive integer, else min(2, cores)."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    if value.strip().isdigit() and int(value) > 0:
-        return int(value)
-    return max(1, min(2, os.cpu_count() or 1))
+    """Threads for evaluation: ``$OMP_NUM_THREADS`` when set, else the idle cores (:mod:`tts_zoo.threads`)."""
+    from tts_zoo.threads import default_threads
+
+    return default_threads()
 
 
 # ---------------------------------------------------------------------- the model directory

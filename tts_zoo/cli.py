@@ -42,6 +42,9 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """tts-zoo: train, synthesize and extend TTS models from YAML recipes."""
+    from tts_zoo.threads import configure_threads
+
+    configure_threads()  # before torch is imported: a busy machine gets fewer threads (OMP_NUM_THREADS wins)
 
 
 @app.command("list-components")

@@ -43,6 +43,8 @@ def prepare(
     val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share of utterances held out for validation."),
     seed: int = typer.Option(0, "--seed", help="Seeds the split and the demo corpus."),
     utterances: int = typer.Option(320, "--utterances", help="demo only: number of utterances."),
+    speakers: Optional[str] = typer.Option(
+        None, "--speakers", help="demo only: comma-separated espeak-ng demo voices (default: all 8), e.g. us_m,gb_f."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     f0: Optional[str] = typer.Option(
         None, "--f0", help="Also compute F0 labels with this pitch tracker component (e.g. dsp_pitch), cached "
@@ -63,9 +65,14 @@ def prepare(
         from tts_zoo.data.f0_labels import build_tracker
 
         build_tracker(f0_block)
+    demo_options = None
+    if corpus is Corpus.demo:
+        from tts_zoo.data.demo import demo_speakers
+
+        demo_options = {"n_utterances": utterances, "speakers": demo_speakers(speakers)}
     report = prepare_corpus(
         corpus.value, source, out, fe, workers=workers or None, val_fraction=val_fraction, seed=seed,
-        show_progress=not quiet, demo_options={"n_utterances": utterances} if corpus is Corpus.demo else None,
+        show_progress=not quiet, demo_options=demo_options,
     )
     report.render()
     if f0_block:

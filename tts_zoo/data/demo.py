@@ -43,7 +43,7 @@ from tts_zoo.data.manifest import atomic_write_text
 
 PathLike = Union[str, Path]
 
-__all__ = ["DEFAULT_SPEAKERS", "DemoSpeaker", "Espeak", "build_demo", "demo_sentences"]
+__all__ = ["DEFAULT_SPEAKERS", "DemoSpeaker", "Espeak", "build_demo", "demo_sentences", "demo_speakers"]
 
 ESPEAK_SAMPLE_RATE = 22050
 _FORMAT = 1  # bump when the way clips are made changes (invalidates kept files)
@@ -70,6 +70,20 @@ DEFAULT_SPEAKERS: tuple[DemoSpeaker, ...] = (
     DemoSpeaker("carib_m", "en-029+m2", 185, 35, 50),
     DemoSpeaker("nyc_f", "en-us-nyc+f3", 170, 55, 70),
 )
+
+
+def demo_speakers(names: Optional[str] = None) -> tuple[DemoSpeaker, ...]:
+    """The demo voices named in a comma-separated list (None or empty: all of :data:`DEFAULT_SPEAKERS`)."""
+    if not names or not names.strip():
+        return DEFAULT_SPEAKERS
+    by_name = {s.name: s for s in DEFAULT_SPEAKERS}
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in by_name]
+    if unknown:
+        from tts_zoo.errors import TTSZooError
+
+        raise TTSZooError(f"--speakers: unknown demo voice(s) {', '.join(unknown)} (available: {', '.join(by_name)})")
+    return tuple(by_name[n] for n in dict.fromkeys(chosen))
 
 
 # --------------------------------------------------------------------------------------------

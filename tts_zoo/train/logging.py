@@ -20,6 +20,13 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 class TrainLogger:
     """Console, progress bar, TensorBoard and ``metrics.jsonl`` of a run (no-ops when not ``enabled``).
 
@@ -40,6 +47,8 @@ class TrainLogger:
         self._metrics = None
         self._progress = None
         self._task = None
+        self._t0 = self._last_line = time.perf_counter()
+        self._steps = 0
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +72,7 @@ class TrainLogger:
     # ------------------------------------------------------------------ console
 
     def print(self, message: str, markup: bool = True) -> None:
+        self._last_line = time.perf_counter()
         if self.enabled:
             (self._progress.console if self._progress else self.console).print(message, markup=markup)
 
@@ -75,12 +85,30 @@ class TrainLogger:
             if self._task is not None:
                 self._progress.remove_task(self._task)
             self._task = self._progress.add_task(description, total=total, completed=completed, info="")
-        self._t0, self._n0 = time.perf_counter(), completed
+        self._t0, self._steps = time.perf_counter(), 0
+        self._last_line = self._t0
 
     def advance(self, info: Optional[str] = None) -> None:
+        self._steps += 1
         if self._progress is not None and self._task is not None:
             fields = {} if info is None else {"info": info}
             self._progress.update(self._task, advance=1, **fields)
+
+    def advance_info(self, info: str) -> None:
+        """Show ``info`` (the last logged losses) beside the progress bar."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, info=info)
+
+    def pace(self, remaining: int) -> str:
+        """``s/step`` over the steps since :meth:`start_task` and the ETA of ``remaining`` more steps."""
+        if not self._steps:
+            return ""
+        rate = (time.perf_counter() - self._t0) / self._steps
+        return f"{rate:.2f} s/step · ETA {_duration(rate * remaining)}"
+
+    def quiet_for(self) -> float:
+        """Seconds since the last console line."""
+        return time.perf_counter() - self._last_line
 
     # ------------------------------------------------------------------ metrics
 

@@ -11,7 +11,7 @@ Shapes: B batch, T tokens, F mel frames, F/2 aligner frames.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,17 @@ def ctc_targets(tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     for b, k in enumerate(kept):
         out[b, : len(k)] = k
     return out, torch.tensor([len(k) for k in kept], device=tokens.device)
+
+
+def ctc_path(ctc_logits: Tensor, tokens: Tensor, text_lengths: Tensor, frame_lengths: Tensor) -> Tensor:
+    """Forced alignment of the tokens by the CTC head: monotonic alignment search over
+    score[b, t, f] = log p_CTC(tokens[b, t] | frame f), every frame given to one token (the framing
+    pad 0 is CTC's blank, so leading and trailing silence go to it). → path [B, T, F/2] (0/1, no gradient)."""
+    with torch.no_grad():
+        log_probs = ctc_logits.float().log_softmax(-1)  # [B, F/2, n_token]
+        scores = torch.gather(log_probs.transpose(1, 2), 1, tokens.unsqueeze(-1).expand(-1, -1, log_probs.shape[1]))
+        mask = mask_from_lens(scores, text_lengths, frame_lengths)
+        return maximum_path(scores * mask, mask)
 
 
 def focus_rate(attention: Tensor, text_lengths: Tensor, frame_lengths: Tensor) -> Tensor:
@@ -86,6 +97,7 @@ class AlignerPretrainStage(Stage):
         lambda_s2s: Weight of the attention decoder's cross-entropy.
         lambda_guide: Weight of the guided-attention loss (0 = the reference's objective).
         guide_sigma: Width of the guided-attention diagonal, as a fraction of the lengths (Tachibana et al.: 0.2).
+        guide_target: What the attention is guided towards: "diagonal" (Tachibana et al.), or "ctc": after the warm-up, the CTC head's own forced alignment (MAS over its log-probabilities), which teaches the decoder where each token really is.
         batch_size: Items per batch in this stage (None = the recipe's data.batch_size); the aligner is small, larger batches train it faster.
         lr: Learning rate of this stage (None = train.optimizer.lr).
         ctc_warmup_epochs: Epochs at the start that train the CNN with the CTC loss alone (no attention decoder: several times cheaper per step); from scratch, CTC first leaves its plateau, then the decoder learns to attend on features that already tell phonemes apart.
@@ -98,6 +110,7 @@ class AlignerPretrainStage(Stage):
         lambda_s2s: float = 1.0,
         lambda_guide: float = 10.0,
         guide_sigma: float = 0.2,
+        guide_target: Literal["diagonal", "ctc"] = "diagonal",
         ctc_warmup_epochs: int = 0,
         batch_size: Optional[int] = None,
         lr: Optional[float] = None,
@@ -105,6 +118,7 @@ class AlignerPretrainStage(Stage):
         self.epochs = epochs
         self.weights = {"ctc": lambda_ctc, "s2s": lambda_s2s, "guide": lambda_guide}
         self.guide_sigma = guide_sigma
+        self.guide_target = guide_target
         self.ctc_warmup_epochs = ctc_warmup_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -134,8 +148,12 @@ class AlignerPretrainStage(Stage):
                  "s2s": self.s2s_loss(out.s2s_logits, texts, text_lengths)}
         attention = out.attention[:, 1:]  # drop the SOS row, as stage 1 does: [B, T, F/2]
         if self.weights["guide"]:
-            w = guided_attention_weights(text_lengths, frame_lengths, attention.shape[1], attention.shape[2], self.guide_sigma)
-            # attention mass off the diagonal, per token (each row sums to 1): 0 = all on it, → 1 = none
+            if self.guide_target == "ctc":
+                path = ctc_path(out.ctc_logits, texts, text_lengths, frame_lengths)
+                w = mask_from_lens(path, text_lengths, frame_lengths) * (1.0 - path)
+            else:
+                w = guided_attention_weights(text_lengths, frame_lengths, attention.shape[1], attention.shape[2], self.guide_sigma)
+            # attention mass off the target, per token (each row sums to 1): 0 = all on it, → 1 = none
             terms["guide"] = (attention * w).sum() / text_lengths.sum()
         return terms, out, frame_lengths
 
