@@ -17,7 +17,8 @@ from tts_zoo.train.data import make_loaders, speech_datasets
 from tts_zoo.train.distributed import setup
 from tts_zoo.train.optim import StageOptimizer
 from tests.styletts2.reference import REPO
-from tts_zoo_styletts2.stages.align_pretrain import ctc_targets, guided_attention_weights
+from tts_zoo_styletts2.stages.align_pretrain import guided_attention_weights
+from tts_zoo_styletts2.stages.common import ctc_targets
 
 ALIGNER = "model.text_aligner={component: asr_cnn, hidden_dim: 64, n_layers: 2, token_embedding_dim: 32}"
 

@@ -21,7 +21,7 @@ from tts_zoo.audio import length_to_mask
 from tts_zoo.interfaces import Stage, StepContext
 from tts_zoo_styletts2.aligner.monotonic import mask_from_lens, maximum_path
 from tts_zoo_styletts2.losses.aligner import AlignerS2SLoss
-from tts_zoo_styletts2.stages.common import require_modules
+from tts_zoo_styletts2.stages.common import ctc_loss, ctc_path, ctc_targets, require_modules
 
 
 def guided_attention_weights(text_lengths: Tensor, frame_lengths: Tensor, n_text: int, n_frames: int,
@@ -34,27 +34,6 @@ def guided_attention_weights(text_lengths: Tensor, frame_lengths: Tensor, n_text
     weights = 1.0 - torch.exp(-((t - f) ** 2) / (2.0 * sigma**2))
     inside = mask_from_lens(weights, text_lengths, frame_lengths)
     return weights * inside
-
-
-def ctc_targets(tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """The tokens without the pad/blank id 0 (the dataset frames every text as [0] + ids + [0]):
-    → (targets [B, T'] 0-padded, target lengths [B])."""
-    kept = [row[:n][row[:n] != 0] for row, n in zip(tokens, lengths.tolist())]
-    out = tokens.new_zeros(len(kept), max(1, max(len(k) for k in kept)))
-    for b, k in enumerate(kept):
-        out[b, : len(k)] = k
-    return out, torch.tensor([len(k) for k in kept], device=tokens.device)
-
-
-def ctc_path(ctc_logits: Tensor, tokens: Tensor, text_lengths: Tensor, frame_lengths: Tensor) -> Tensor:
-    """Forced alignment of the tokens by the CTC head: monotonic alignment search over
-    score[b, t, f] = log p_CTC(tokens[b, t] | frame f), every frame given to one token (the framing
-    pad 0 is CTC's blank, so leading and trailing silence go to it). → path [B, T, F/2] (0/1, no gradient)."""
-    with torch.no_grad():
-        log_probs = ctc_logits.float().log_softmax(-1)  # [B, F/2, n_token]
-        scores = torch.gather(log_probs.transpose(1, 2), 1, tokens.unsqueeze(-1).expand(-1, -1, log_probs.shape[1]))
-        mask = mask_from_lens(scores, text_lengths, frame_lengths)
-        return maximum_path(scores * mask, mask)
 
 
 def focus_rate(attention: Tensor, text_lengths: Tensor, frame_lengths: Tensor) -> Tensor:
@@ -133,18 +112,12 @@ class AlignerPretrainStage(Stage):
             group["lr"] = self.lr
         return {"text_aligner": group}
 
-    @staticmethod
-    def _ctc(ctc_logits: Tensor, batch: Any, frame_lengths: Tensor) -> Tensor:
-        targets, target_lengths = ctc_targets(batch.texts, batch.input_lengths)
-        log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # [F/2, B, n_token]
-        return F.ctc_loss(log_probs, targets, frame_lengths, target_lengths, blank=0, zero_infinity=True)
-
     def _losses(self, model: nn.Module, batch: Any) -> tuple[dict[str, Tensor], Any, Tensor]:
         texts, text_lengths, mels = batch.texts, batch.input_lengths, batch.mels
         frame_lengths = batch.output_lengths // 2
         n_frames = (mels.shape[-1] + 1) // 2
         out = model.text_aligner(mels, length_to_mask(frame_lengths, n_frames), texts)
-        terms = {"ctc": self._ctc(out.ctc_logits, batch, frame_lengths),
+        terms = {"ctc": ctc_loss(out.ctc_logits, batch),
                  "s2s": self.s2s_loss(out.s2s_logits, texts, text_lengths)}
         attention = out.attention[:, 1:]  # drop the SOS row, as stage 1 does: [B, T, F/2]
         if self.weights["guide"]:
@@ -161,7 +134,7 @@ class AlignerPretrainStage(Stage):
         if ctx.epoch < self.ctc_warmup_epochs:
             aligner = model.text_aligner
             ctc_logits = aligner.ctc_linear(aligner.get_feature(batch.mels).transpose(1, 2))
-            ctc = self._ctc(ctc_logits, batch, batch.output_lengths // 2)
+            ctc = ctc_loss(ctc_logits, batch)
             return {"loss": self.weights["ctc"] * ctc, "ctc": ctc.detach()}
         terms, _, _ = self._losses(model, batch)
         loss = sum(self.weights[k] * v for k, v in terms.items())

@@ -6,14 +6,14 @@ Shapes: B batch, T tokens, F mel frames, F/2 text-aligned frames (600 samples ea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
 from tts_zoo.audio import length_to_mask, log_norm
 from tts_zoo.interfaces import Discriminator, DiscriminatorOutput
-from tts_zoo_styletts2.aligner.monotonic import MonotonicAlignment, monotonic_alignment
+from tts_zoo_styletts2.aligner.monotonic import MonotonicAlignment, mask_from_lens, maximum_path, monotonic_alignment
 
 SAMPLES_PER_FRAME = 600  # one text-aligned frame = 2 mel frames of hop 300
 MIN_CLIP_MEL_FRAMES = 80  # the reference skips a batch whose clips are shorter (the style encoder needs them longer)
@@ -56,17 +56,59 @@ def judge(discs: dict[str, Discriminator], real: Tensor, fake: Tensor,
             p.requires_grad_(True)
 
 
-def align(model: nn.Module, batch: Any, zero_padding: bool) -> tuple[Any, MonotonicAlignment, Tensor]:
+AlignmentSource = Literal["attention", "ctc"]
+
+
+def align(model: nn.Module, batch: Any, zero_padding: bool,
+          source: AlignmentSource = "attention") -> tuple[Any, MonotonicAlignment, Tensor]:
     """Text aligner + monotonic alignment search: → (aligner output, alignment [B, T, F/2], text padding mask [B, T]).
 
-    Stage 1 zeroes the attention outside the lengths (``zero_padding``), stage 2 does not."""
+    Stage 1 zeroes the attention outside the lengths (``zero_padding``), stage 2 does not.
+    ``source``: the path is MAS over the attention decoder's soft attention (the reference), or over
+    the CTC head's log-probabilities of the text's tokens (``ctc``: a forced alignment; a CTC head
+    learns to tell phonemes apart from scratch in a few hundred steps, long before the attention
+    decoder attends reliably). The soft ``attention`` returned is the decoder's either way."""
     texts, text_lengths, mels, mel_lengths = batch.texts, batch.input_lengths, batch.mels, batch.output_lengths
     down = 2 ** getattr(model.text_aligner, "n_down", 1)
     frame_lengths = mel_lengths // down
     mask = length_to_mask(frame_lengths, (mels.shape[-1] + down - 1) // down)
     text_mask = length_to_mask(text_lengths, texts.shape[1])
     out = model.text_aligner(mels, mask, texts)
-    return out, monotonic_alignment(out.attention, text_lengths, frame_lengths, zero_padding=zero_padding), text_mask
+    aln = monotonic_alignment(out.attention, text_lengths, frame_lengths, zero_padding=zero_padding)
+    if source == "ctc":
+        path = ctc_path(out.ctc_logits, texts, text_lengths, frame_lengths).to(aln.path.dtype)
+        aln = aln._replace(path=path, durations=path.sum(-1))
+    return out, aln, text_mask
+
+
+def ctc_targets(tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """The tokens without the pad/blank id 0 (the dataset frames every text as [0] + ids + [0]):
+    → (targets [B, T'] 0-padded, target lengths [B])."""
+    kept = [row[:n][row[:n] != 0] for row, n in zip(tokens, lengths.tolist())]
+    out = tokens.new_zeros(len(kept), max(1, max(len(k) for k in kept)))
+    for b, k in enumerate(kept):
+        out[b, : len(k)] = k
+    return out, torch.tensor([len(k) for k in kept], device=tokens.device)
+
+
+def ctc_loss(ctc_logits: Tensor, batch: Any) -> Tensor:
+    """CTC loss (blank 0, mean over items of the per-target-token NLL) of the aligner's frame logits
+    [B, F/2, n_token] for the batch's texts (the AuxiliaryASR objective)."""
+    targets, target_lengths = ctc_targets(batch.texts, batch.input_lengths)
+    log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # [F/2, B, n_token]
+    return torch.nn.functional.ctc_loss(log_probs, targets, batch.output_lengths // 2, target_lengths,
+                                        blank=0, zero_infinity=True)
+
+
+def ctc_path(ctc_logits: Tensor, tokens: Tensor, text_lengths: Tensor, frame_lengths: Tensor) -> Tensor:
+    """Forced alignment of the tokens by the aligner's CTC head: monotonic alignment search over
+    score[b, t, f] = log p_CTC(tokens[b, t] | frame f), every frame given to one token (the framing
+    pad 0 is CTC's blank, so leading and trailing silence go to it). → path [B, T, F/2] (0/1, no gradient)."""
+    with torch.no_grad():
+        log_probs = ctc_logits.float().log_softmax(-1)  # [B, F/2, n_token]
+        scores = torch.gather(log_probs.transpose(1, 2), 1, tokens.unsqueeze(-1).expand(-1, -1, log_probs.shape[1]))
+        mask = mask_from_lens(scores, text_lengths, frame_lengths)
+        return maximum_path(scores * mask, mask)
 
 
 def clip_lengths(mel_lengths: Tensor, max_frames: Optional[int]) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from tts_zoo_styletts2.losses.slm import WavLMFeatureLoss
 from tts_zoo_styletts2.losses.slm_adversarial import SLMAdversarialLoss
 from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
 from tts_zoo_styletts2.stages.common import (
-    align, clip_lengths, crop, crop_waves, detached, discriminators, judge, module_groups, prosody_targets,
+    AlignmentSource, align, clip_lengths, crop, crop_waves, detached, discriminators, judge, module_groups, prosody_targets,
     random_starts, require_modules, slm_feature_loss, training_clips, weighted,
 )
 
@@ -75,6 +75,7 @@ class StyleTTS2Stage2(Stage):
         slmadv_scale: SLM adversarial: gradient factor of the duration projection / LSTM and of the diffusion model.
         slmadv_sig: SLM adversarial: width of the Gaussian kernel of the differentiable durations.
         init_predictor_encoder: Start the prosodic style encoder as a copy of the acoustic one (off to fine-tune a stage-2 model).
+        alignment: Where the monotonic path and the duration targets come from: "attention" (the reference) or "ctc" (the aligner's CTC forced alignment; use the same as in stage 1).
     """
 
     manual_optimization = True
@@ -101,11 +102,13 @@ class StyleTTS2Stage2(Stage):
         slmadv_scale: float = 0.01,
         slmadv_sig: float = 1.5,
         init_predictor_encoder: bool = True,
+        alignment: AlignmentSource = "attention",
     ):
         self.epochs = epochs
         self.diff_epoch = diff_epoch
         self.joint_epoch = joint_epoch
         self.init_predictor_encoder = init_predictor_encoder
+        self.alignment = alignment
         self.weights = {"mel": lambda_mel, "f0": lambda_f0, "ce": lambda_ce, "norm": lambda_norm, "dur": lambda_dur,
                         "gen": lambda_gen, "slm": lambda_slm, "sty": lambda_sty, "diff": lambda_diff}
         self.max_frames = 400
@@ -173,7 +176,7 @@ class StyleTTS2Stage2(Stage):
         diffusion_on, joint = ctx.epoch >= self.diff_epoch, ctx.epoch >= self.joint_epoch
         texts, text_lengths = batch.texts, batch.input_lengths
         with torch.no_grad():
-            _, aln, text_mask = align(model, batch, zero_padding=False)
+            _, aln, text_mask = align(model, batch, zero_padding=False, source=self.alignment)
             asr = model.text_encoder(texts, text_lengths, text_mask) @ aln.path
             ref = model.compute_style(batch.ref_mels) if model.multispeaker and diffusion_on else None
 
@@ -274,7 +277,7 @@ class StyleTTS2Stage2(Stage):
         clips = training_clips(batch, None)
         if clips is None:
             return {}
-        _, aln, text_mask = align(model, batch, zero_padding=False)
+        _, aln, text_mask = align(model, batch, zero_padding=False, source=self.alignment)
         asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.path
         _, s_dur = self._global_styles(model, batch)
         d_en = model.plbert.project(model.plbert(batch.texts, attention_mask=(~text_mask).int()))
