@@ -12,6 +12,9 @@ espeak-ng keeps state between utterances (even across ``espeak_Terminate``), so 
 what was spoken before it. Each utterance therefore runs in a freshly loaded private copy of the
 library (dlopen → speak → dlclose, ~1 ms), with its random generators (breath noise) seeded from the
 text: the corpus is the same for a given seed whatever the number of worker processes. Files already made with the same settings are kept (``demo.json``).
+
+:meth:`Espeak.synthesize_words` also returns espeak-ng's own word start times (its ``espeakEVENT_WORD``
+events), a reference for measuring alignments (``benchmarks/alignment.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -43,7 +46,7 @@ from tts_zoo.data.manifest import atomic_write_text
 
 PathLike = Union[str, Path]
 
-__all__ = ["DEFAULT_SPEAKERS", "DemoSpeaker", "Espeak", "build_demo", "demo_sentences", "demo_speakers"]
+__all__ = ["DEFAULT_SPEAKERS", "DemoSpeaker", "Espeak", "WordStart", "build_demo", "demo_sentences", "demo_speakers"]
 
 ESPEAK_SAMPLE_RATE = 22050
 _FORMAT = 1  # bump when the way clips are made changes (invalidates kept files)
@@ -139,6 +142,23 @@ _POS_CHARACTER = 1
 _RATE, _PITCH, _RANGE = 1, 3, 4  # espeak_PARAMETER
 _LIBC = ctypes.CDLL(None)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1  # espeak_EVENT_TYPE
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` of espeak-ng's speak_lib.h (the synth callback gets an array of them, ended by
+    type 0). ``text_position`` is 1-based, in characters; ``audio_position`` in ms of output audio."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]  # id: a union of int / char* / char[8]
+
+
+class WordStart(NamedTuple):
+    """A word espeak-ng spoke: its text and the time espeak-ng starts it (seconds from the clip's start)."""
+
+    word: str
+    start: float
 
 
 class Espeak:
@@ -159,11 +179,19 @@ class Espeak:
         if not self._library.exists():
             shutil.copy(espeakng_loader.get_library_path(), self._library)
         self._chunks: list[np.ndarray] = []
+        self._words: list[tuple[int, int, int]] = []  # word events of the last clip: (text_position, length, ms)
         self._callback = _CALLBACK(self._collect)  # kept alive: espeak holds the pointer
 
     def _collect(self, wav: Any, n: int, events: Any) -> int:
         if n > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        if events:  # reading the event list changes nothing in the audio
+            event = ctypes.cast(events, ctypes.POINTER(_Event))
+            i = 0
+            while event[i].type != _EVENT_LIST_TERMINATED:
+                if event[i].type == _EVENT_WORD:
+                    self._words.append((event[i].text_position, event[i].length, event[i].audio_position))
+                i += 1
         return 0  # continue
 
     def version(self) -> str:
@@ -187,7 +215,7 @@ class Espeak:
                 raise ValueError(f"espeak-ng has no voice {speaker.voice!r}")
             for param, value in ((_RATE, speaker.rate), (_PITCH, speaker.pitch), (_RANGE, speaker.range)):
                 lib.espeak_SetParameter(param, int(value), 0)
-            self._chunks = []
+            self._chunks, self._words = [], []
             data = text.encode("utf-8")
             # Breath noise of some variants: espeak's own generator (seeded from the clock at
             # initialisation) and libc's rand(); both seeded from the clip instead.
@@ -202,9 +230,34 @@ class Espeak:
             _dlclose(lib)
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
 
+    def synthesize_words(self, text: str, speaker: DemoSpeaker, sample_rate: int = 24000) -> tuple[Any, list[WordStart]]:
+        """The clip of :meth:`synthesize` as the demo corpus stores it (float32 torch tensor [S] at
+        ``sample_rate``, before 16-bit quantisation) and espeak-ng's word start times.
+
+        One :class:`WordStart` per ``espeakEVENT_WORD``: the time (``audio_position``, ms resolution)
+        at which espeak-ng starts the word (a stop's silent closure included; the first word at 0,
+        before the voice's leading silence of up to ~60 ms). espeak-ng joins some unstressed words to the next
+        one ("in the" → ``ɪnðə``) and then reports one event for both (``word`` is the first); its
+        phoneme output (phonemizer) has the same words, so events and phoneme words pair up.
+        Resampling keeps times (zero-phase filter), so the starts hold at any ``sample_rate``."""
+        pcm = self.synthesize(text, speaker)
+        chars = list(text)  # text_position counts characters (UTF-8 decoded), from 1
+        words = [WordStart("".join(chars[pos - 1 : pos - 1 + length]), ms / 1000.0) for pos, length, ms in self._words]
+        return _float_wave(pcm, sample_rate), words
+
     def close(self) -> None:
         if self._owned:
             shutil.rmtree(self.library_dir, ignore_errors=True)
+
+
+def _float_wave(pcm: np.ndarray, sample_rate: int) -> Any:
+    """espeak's int16 samples → float32 torch tensor [S'] at ``sample_rate`` (what the corpus writes)."""
+    import torch
+
+    from tts_zoo.audio import resample
+
+    wave = resample(torch.from_numpy(pcm.astype(np.float32) / 32768.0), ESPEAK_SAMPLE_RATE, sample_rate)
+    return wave.clamp(-1.0, 32767 / 32768)
 
 
 def _dlclose(lib: ctypes.CDLL) -> None:
@@ -231,18 +284,14 @@ def _init_worker(library_dir: str, single_thread: bool = True) -> None:
 def _make_clips(jobs: list[tuple[str, str, dict[str, Any], int]]) -> int:
     """Speak, resample to ``sample_rate`` and write each (path, text, speaker, sample_rate) job."""
     import soundfile
-    import torch
-
-    from tts_zoo.audio import resample
 
     espeak: Espeak = _WORKER["espeak"]
     for path, text, speaker, sample_rate in jobs:
-        pcm = espeak.synthesize(text, DemoSpeaker(**speaker))
-        wave = resample(torch.from_numpy(pcm.astype(np.float32) / 32768.0), ESPEAK_SAMPLE_RATE, sample_rate)
+        wave = _float_wave(espeak.synthesize(text, DemoSpeaker(**speaker)), sample_rate)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        soundfile.write(str(tmp), wave.clamp(-1.0, 32767 / 32768).numpy(), sample_rate, subtype="PCM_16", format="WAV")
+        soundfile.write(str(tmp), wave.numpy(), sample_rate, subtype="PCM_16", format="WAV")
         os.replace(tmp, target)  # atomic: a killed run leaves no half-written clip
     return len(jobs)
 

@@ -274,6 +274,10 @@ class ASRCNN(Aligner):
             mel = mel.squeeze(1)
         return self.projection(self.cnns(self.init_cnn(self.to_mfcc(mel))))
 
+    def frame_logits(self, mel: Tensor) -> Tensor:
+        """The CTC head alone (no attention decoder): mel [B, n_mels, F] → token logits [B, F/2, n_token]."""
+        return self.ctc_linear(self.get_feature(mel).transpose(1, 2))
+
     def forward(self, mel: Tensor, mel_padding_mask: Optional[Tensor], tokens: Tensor) -> AlignerOutput:
         features = self.get_feature(mel).transpose(1, 2)  # [B, F/2, H/2]
         ctc_logits = self.ctc_linear(features)

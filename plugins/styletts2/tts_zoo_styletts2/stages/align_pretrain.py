@@ -132,9 +132,7 @@ class AlignerPretrainStage(Stage):
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
         if ctx.epoch < self.ctc_warmup_epochs:
-            aligner = model.text_aligner
-            ctc_logits = aligner.ctc_linear(aligner.get_feature(batch.mels).transpose(1, 2))
-            ctc = ctc_loss(ctc_logits, batch)
+            ctc = ctc_loss(model.text_aligner.frame_logits(batch.mels), batch)
             return {"loss": self.weights["ctc"] * ctc, "ctc": ctc.detach()}
         terms, _, _ = self._losses(model, batch)
         loss = sum(self.weights[k] * v for k, v in terms.items())

@@ -67,18 +67,23 @@ def align(model: nn.Module, batch: Any, zero_padding: bool,
     ``source``: the path is MAS over the attention decoder's soft attention (the reference), or over
     the CTC head's log-probabilities of the text's tokens (``ctc``: a forced alignment; a CTC head
     learns to tell phonemes apart from scratch in a few hundred steps, long before the attention
-    decoder attends reliably). The soft ``attention`` returned is the decoder's either way."""
+    decoder attends reliably). With ``ctc`` only the aligner's CTC head runs, without gradient (the
+    aligner is not trained further), the aligner output is None and ``attention`` is the hard path."""
     texts, text_lengths, mels, mel_lengths = batch.texts, batch.input_lengths, batch.mels, batch.output_lengths
-    down = 2 ** getattr(model.text_aligner, "n_down", 1)
+    aligner = model.text_aligner
+    down = 2 ** getattr(aligner, "n_down", 1)
     frame_lengths = mel_lengths // down
-    mask = length_to_mask(frame_lengths, (mels.shape[-1] + down - 1) // down)
     text_mask = length_to_mask(text_lengths, texts.shape[1])
-    out = model.text_aligner(mels, mask, texts)
-    aln = monotonic_alignment(out.attention, text_lengths, frame_lengths, zero_padding=zero_padding)
     if source == "ctc":
-        path = ctc_path(out.ctc_logits, texts, text_lengths, frame_lengths).to(aln.path.dtype)
-        aln = aln._replace(path=path, durations=path.sum(-1))
-    return out, aln, text_mask
+        if not hasattr(aligner, "frame_logits"):
+            raise ValueError(f"alignment 'ctc' needs an aligner with a CTC head (frame_logits); "
+                             f"{type(aligner).__name__} has none: use alignment 'attention'")
+        with torch.no_grad():
+            path = ctc_path(aligner.frame_logits(mels), texts, text_lengths, frame_lengths)
+        return None, MonotonicAlignment(path, mask_from_lens(path, text_lengths, frame_lengths), path, path.sum(-1)), text_mask
+    mask = length_to_mask(frame_lengths, (mels.shape[-1] + down - 1) // down)
+    out = aligner(mels, mask, texts)
+    return out, monotonic_alignment(out.attention, text_lengths, frame_lengths, zero_padding=zero_padding), text_mask
 
 
 def ctc_targets(tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

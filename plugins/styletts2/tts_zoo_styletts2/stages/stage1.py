@@ -13,7 +13,7 @@ from tts_zoo_styletts2.losses.aligner import AlignerMonoLoss, AlignerS2SLoss
 from tts_zoo_styletts2.losses.slm import WavLMFeatureLoss
 from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
 from tts_zoo_styletts2.stages.common import (
-    AlignmentSource, align, crop, ctc_loss, detached, discriminators, full_length_example, judge, module_groups, prosody_targets,
+    AlignmentSource, align, crop, detached, discriminators, full_length_example, judge, module_groups, prosody_targets,
     require_modules, slm_feature_loss, training_clips, weighted,
 )
 
@@ -45,8 +45,7 @@ class StyleTTS2Stage1(Stage):
         tma_epoch: Epoch from which the text aligner is trained with the TMA losses (the reference's TMA_epoch).
         lambda_mono: Weight of the monotonic alignment loss.
         lambda_s2s: Weight of the aligner's sequence-to-sequence loss.
-        alignment: Where the monotonic path comes from: "attention" (MAS over the aligner's attention, the reference) or "ctc" (MAS over its CTC head's log-probabilities: for aligners pretrained from scratch in minutes; the hard path is then used on every step and, from tma_epoch, the aligner keeps training with its CTC loss besides the s2s and monotonic losses).
-        lambda_ctc: Weight of the aligner's CTC loss (alignment "ctc" only).
+        alignment: Where the monotonic path comes from: "attention" (MAS over the aligner's attention, the reference) or "ctc" (MAS over its CTC head's log-probabilities: for an aligner pretrained from scratch in minutes by styletts2_align_pretrain; the hard path is then used on every step and the aligner is not trained further, so no s2s/mono losses).
     """
 
     manual_optimization = True
@@ -61,13 +60,11 @@ class StyleTTS2Stage1(Stage):
         lambda_mono: float = 1.0,
         lambda_s2s: float = 1.0,
         alignment: AlignmentSource = "attention",
-        lambda_ctc: float = 1.0,
     ):
         self.epochs = epochs
         self.tma_epoch = tma_epoch
         self.alignment = alignment
-        self.weights = {"mel": lambda_mel, "mono": lambda_mono, "s2s": lambda_s2s, "gen": lambda_gen, "slm": lambda_slm,
-                        "ctc": lambda_ctc}
+        self.weights = {"mel": lambda_mel, "mono": lambda_mono, "s2s": lambda_s2s, "gen": lambda_gen, "slm": lambda_slm}
         self.max_frames = 400
         self.stft = MultiResolutionSTFTLoss()
         self.generator_loss = GeneratorAdversarialLoss()
@@ -92,7 +89,6 @@ class StyleTTS2Stage1(Stage):
         out, aln, text_mask = align(model, batch, zero_padding=True, source=self.alignment)
         t_en = model.text_encoder(batch.texts, batch.input_lengths, text_mask)
         use_soft = bool(torch.randint(0, 2, ()).item())  # the reference's 50 % soft / 50 % monotonic attention
-        use_soft = use_soft and self.alignment == "attention"
         asr = t_en @ (aln.attention if use_soft else aln.path)
         en = crop(asr, clips.starts, clips.frames)
         f0, energy = prosody_targets(model, clips.gt)
@@ -109,11 +105,11 @@ class StyleTTS2Stage1(Stage):
             ctx.zero_grad()
 
         terms["mel"] = self.stft(y_rec, clips.wav)
+        train_aligner = tma and self.alignment == "attention"
         if tma:
-            terms["s2s"] = self.s2s_loss(out.s2s_logits, batch.texts, batch.input_lengths)
-            terms["mono"] = self.mono_loss(aln.attention, aln.path)
-            if self.alignment == "ctc":
-                terms["ctc"] = ctc_loss(out.ctc_logits, batch)
+            if train_aligner:
+                terms["s2s"] = self.s2s_loss(out.s2s_logits, batch.texts, batch.input_lengths)
+                terms["mono"] = self.mono_loss(aln.attention, aln.path)
             if discs:
                 terms["gen"] = self.generator_loss(judge(discs, clips.wav, y_rec, for_generator=True))
             if model.slm_discriminator is not None:
@@ -122,7 +118,7 @@ class StyleTTS2Stage1(Stage):
         else:
             loss = terms["mel"]
         ctx.backward(loss, terms)
-        ctx.step("text_encoder", "style_encoder", "decoder", *(("text_aligner",) if tma else ()))
+        ctx.step("text_encoder", "style_encoder", "decoder", *(("text_aligner",) if train_aligner else ()))
         return detached({"loss": loss, **terms})
 
     def validation_step(self, model: nn.Module, batch: Any, epoch: int) -> dict[str, Tensor]:
@@ -132,8 +128,7 @@ class StyleTTS2Stage1(Stage):
         if clips is None:
             return {}
         _, aln, text_mask = align(model, batch, zero_padding=True, source=self.alignment)
-        asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ (
-            aln.attention if self.alignment == "attention" else aln.path)
+        asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.attention
         f0, energy = prosody_targets(model, clips.gt)
         style = model.style_encoder(clips.gt.unsqueeze(1))
         y_rec = model.decoder(crop(asr, clips.starts, clips.frames), f0, energy, style)
@@ -141,7 +136,6 @@ class StyleTTS2Stage1(Stage):
 
     def examples(self, model: nn.Module, batch: Any, epoch: int) -> dict[str, Tensor]:
         _, aln, text_mask = align(model, batch, zero_padding=True, source=self.alignment)
-        asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ (
-            aln.attention if self.alignment == "attention" else aln.path)
+        asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.attention
         n_text, n_frames = int(batch.input_lengths[0]), int(batch.output_lengths[0]) // 2
         return {**full_length_example(model, batch, asr), "image/attention": aln.attention[0, :n_text, :n_frames]}
