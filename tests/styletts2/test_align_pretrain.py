@@ -97,3 +97,19 @@ def test_ctc_warmup_trains_only_the_cnn_and_ctc_head(espeak_corpus):
     old, new = fresh.text_aligner.state_dict(), model.text_aligner.state_dict()
     changed = {k.split(".")[0] for k in old if not torch.equal(old[k], new[k])}
     assert "asr_s2s" not in changed and {"init_cnn", "cnns", "ctc_linear"} <= changed
+
+
+def test_edit_distance_and_greedy_ctc_error():
+    from types import SimpleNamespace
+
+    from tts_zoo_styletts2.stages.align_pretrain import ctc_token_error_rate, edit_distance
+
+    assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
+    assert edit_distance([1, 3], [1, 2, 3]) == 1 and edit_distance([], [4, 5]) == 2
+    # frames decode to 5 5 0 6 6 0 7 → "5 6 7": one insertion against the target "5 6"
+    logits = torch.full((1, 7, 10), -5.0)
+    for f, tok in enumerate([5, 5, 0, 6, 6, 0, 7]):
+        logits[0, f, tok] = 5.0
+    batch = SimpleNamespace(texts=torch.tensor([[0, 5, 6, 0]]), input_lengths=torch.tensor([4]),
+                            output_lengths=torch.tensor([14]))
+    assert float(ctc_token_error_rate(logits, batch)) == 0.5

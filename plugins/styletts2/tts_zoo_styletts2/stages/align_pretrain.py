@@ -36,6 +36,29 @@ def guided_attention_weights(text_lengths: Tensor, frame_lengths: Tensor, n_text
     return weights * inside
 
 
+def edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance between two token lists (substitutions, insertions, deletions cost 1)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def ctc_token_error_rate(ctc_logits: Tensor, batch: Any) -> Tensor:
+    """Token error rate of greedy CTC decoding (best token per frame, repeats merged, blanks dropped)
+    against the text without its framing: the aligner's skill as a phoneme recognizer (AuxiliaryASR's
+    validation "wer", on tokens)."""
+    targets, target_lengths = ctc_targets(batch.texts, batch.input_lengths)
+    best = ctc_logits.argmax(-1)
+    errors = 0
+    for row, n_frames, target, n in zip(best, (batch.output_lengths // 2).tolist(), targets, target_lengths.tolist()):
+        decoded = torch.unique_consecutive(row[:n_frames])
+        errors += edit_distance(decoded[decoded != 0].tolist(), target[:n].tolist())
+    return torch.tensor(errors / max(1, int(target_lengths.sum())))
+
+
 def focus_rate(attention: Tensor, text_lengths: Tensor, frame_lengths: Tensor) -> Tensor:
     """Mean over frames of the largest attention weight a frame gives any token (FastSpeech's focus
     rate, on the frame axis: 1 = every frame attends to one token, 1/T = uniform). attention [B, T, F/2]."""
@@ -66,9 +89,10 @@ class AlignerPretrainStage(Stage):
     exactly the reference's objective). CTC targets are the text ids without the framing pad 0, which is
     CTC's blank.
 
-    Trained: the text aligner only. Logged: ``ctc``, ``s2s``, ``guide``; validation adds the attention's
-    focus rate and its agreement with the monotonic path (both → 1 as the alignment sharpens) and the
-    decoder's token accuracy.
+    Trained: the text aligner only. Logged: ``ctc``, ``s2s``, ``guide``; validation adds the CTC head's
+    greedy token error rate, the attention's focus rate and its agreement with the monotonic path (both
+    → 1 as the alignment sharpens) and the decoder's token accuracy. ``benchmarks/alignment.py`` measures
+    the resulting word boundaries against espeak-ng's own timings.
 
     Args:
         epochs: Epochs of this stage.
@@ -143,7 +167,8 @@ class AlignerPretrainStage(Stage):
         attention, lengths = out.attention[:, 1:], batch.input_lengths
         predicted = out.s2s_logits.argmax(-1)
         correct = sum(float((p[:n] == t[:n]).float().mean()) for p, t, n in zip(predicted, batch.texts, lengths.tolist()))
-        return {**terms, "focus_rate": focus_rate(attention, lengths, frame_lengths),
+        return {**terms, "ctc_token_error": ctc_token_error_rate(out.ctc_logits, batch),
+                "focus_rate": focus_rate(attention, lengths, frame_lengths),
                 "path_agreement": path_agreement(attention, lengths, frame_lengths),
                 "token_accuracy": torch.tensor(correct / len(lengths))}
 
