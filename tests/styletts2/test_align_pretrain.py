@@ -113,3 +113,32 @@ def test_edit_distance_and_greedy_ctc_error():
     batch = SimpleNamespace(texts=torch.tensor([[0, 5, 6, 0]]), input_lengths=torch.tensor([4]),
                             output_lengths=torch.tensor([14]))
     assert float(ctc_token_error_rate(logits, batch)) == 0.5
+
+
+def test_stage1_with_the_ctc_alignment_trains_around_a_frozen_aligner(espeak_corpus):
+    from tts_zoo_styletts2.stages.common import align
+
+    torch.manual_seed(0)
+    recipe = load_recipe(REPO / "recipes/demo.yaml", [
+        f"data.train={espeak_corpus}/train.jsonl", "data.val=null", "data.batch_size=2", "data.max_frames=80",
+        "data.f0_labels=null", ALIGNER])
+    model = registry.build(recipe)
+    stage = registry.build_component({"component": "styletts2_stage1", "tma_epoch": 0, "lambda_gen": 0,
+                                      "alignment": "ctc"}, "stage")
+    stage.setup(model, recipe, resumed=False)
+    train_set, _ = speech_datasets(recipe, model.frontend)
+    loader, batches, _ = make_loaders(recipe, setup("cpu"), train_set, None, Collater())
+    batches.set_epoch(0)
+    batch = next(iter(loader))
+    out, aln, _ = align(model, batch, zero_padding=True, source="ctc")
+    assert out is None  # only the CTC head ran
+    assert aln.durations.sum(-1).tolist() == (batch.output_lengths // 2).tolist()  # every frame has a token
+    assert torch.equal(aln.attention, aln.path)
+    aligner_before = {k: v.clone() for k, v in model.text_aligner.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    opt = StageOptimizer(model, stage.parameter_groups(model, recipe.train.optimizer), recipe.train.optimizer, 1, setup("cpu"))
+    opt.epoch, opt.global_step = 0, 0
+    terms = stage.train_step(model, batch, opt)
+    assert "mel" in terms and "s2s" not in terms and "mono" not in terms
+    assert all(torch.equal(v, model.text_aligner.state_dict()[k]) for k, v in aligner_before.items())
+    assert any(not torch.equal(v, model.decoder.state_dict()[k]) for k, v in decoder_before.items())
