@@ -165,7 +165,7 @@ def test_recipe_validates_the_tracker_block():
     demo = Path(__file__).resolve().parents[2] / "recipes/demo.yaml"
     recipe = load_recipe(demo, ["data.f0_labels={component: dsp_pitch, method: dio}"])
     assert recipe.data.f0_labels == {"component": "dsp_pitch", "method": "dio"}
-    assert load_recipe(demo).data.f0_labels is None
+    assert load_recipe(demo, ["data.f0_labels=null"]).data.f0_labels is None
     with pytest.raises(RecipeError) as e:
         load_recipe(demo, ["data.f0_labels={component: dsp_pitch, method: yin}"])
     assert "data.f0_labels.method" in str(e.value)
