@@ -20,21 +20,15 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 
 from tts_zoo import registry
 from tts_zoo.asr import WhisperTranscriber, word_errors
-from tts_zoo.checkpoint import load_checkpoint, load_state_strict
+from tts_zoo.checkpoint import load_checkpoint, load_state_strict, stored_recipe
 from tts_zoo.data.manifest import read_manifest
 from tts_zoo.evaluate import References, eval_sentences, evaluate
-from tts_zoo.recipe import load_recipe
 from tts_zoo.train.data import make_loaders, speech_datasets
 from tts_zoo.train.distributed import setup
 from tts_zoo_styletts2.stages.common import align, prosody_targets
-
-
-def stored_recipe(ckpt):
-    return load_recipe(yaml.safe_load(ckpt.recipe_yaml))
 
 
 @torch.no_grad()

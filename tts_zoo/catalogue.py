@@ -29,6 +29,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, Optional, Union
 
 REQUIRED = "<required>"  # the catalogue's marker for a parameter without default
@@ -92,6 +93,7 @@ class ComponentInfo:
     version: int = 1
     status: str = "ready"
     params: tuple[ParamSpec, ...] = field(default_factory=tuple)
+    catalogue: str = ""  # where the entry was read (the plugin's registry.yaml), for error messages
 
     @property
     def versioned_name(self) -> str:
@@ -106,8 +108,10 @@ class ComponentInfo:
         return {p.name: p for p in self.params}
 
 
-def parse_catalogue(data: Any, plugin: str, distribution: str) -> tuple[list[ComponentInfo], dict[str, dict]]:
-    """Catalogue YAML data → (components, extra kinds). Raises ValueError on a malformed file."""
+def parse_catalogue(data: Any, plugin: str, distribution: str,
+                    catalogue: str = "") -> tuple[list[ComponentInfo], dict[str, dict]]:
+    """Catalogue YAML data (read from the file ``catalogue``) → (components, extra kinds).
+    Raises ValueError on a malformed file."""
     if not isinstance(data, dict) or not isinstance(data.get("components", []), list):
         raise ValueError("a catalogue is a mapping with a 'components' list")
     components = []
@@ -128,12 +132,28 @@ def parse_catalogue(data: Any, plugin: str, distribution: str) -> tuple[list[Com
                     version=int(entry.get("version", 1)),
                     status=entry.get("status", "ready"),
                     params=params,
+                    catalogue=catalogue,
                 )
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"components[{i}] is malformed ({e!r})") from None
     kinds = data.get("kinds") or {}
     return components, kinds
+
+
+@lru_cache(maxsize=None)
+def type_string_error(type_string: str) -> str:
+    """"" when a (non-component) type string is in the catalogue's grammar, else why not.
+
+    Only evaluates the string (no pydantic: checking every parameter of a component costs microseconds).
+    """
+    try:
+        value = ParamSpec("_", type_string).python_type()
+    except Exception as e:  # NameError ('integr'), SyntaxError, a bad subscript
+        return f"{type(e).__name__}: {e}"
+    if value is None or value is Any or isinstance(value, type) or typing.get_origin(value) is not None:
+        return ""
+    return f"{value!r} is not a type"
 
 
 # --------------------------------------------------------------------------- generation from code

@@ -244,18 +244,25 @@ def save_model(path: Union[str, Path], model: torch.nn.Module, recipe: Any, trai
     return save_checkpoint(path, model.state_dict(), dump_recipe(recipe), {**model_info(model), **(extra_info or {})}, training)
 
 
+def stored_recipe(ckpt: Checkpoint, registry: Any = None) -> Any:
+    """The checkpoint's resolved recipe, validated (a ``tts_zoo.recipe.Recipe``). Keys that recipes no
+    longer take but older checkpoints hold (they never did anything) are dropped first."""
+    import yaml
+
+    from tts_zoo.recipe import drop_removed_keys, load_recipe
+
+    return load_recipe(drop_removed_keys(yaml.safe_load(ckpt.recipe_yaml) or {}), registry=registry)
+
+
 def load_model(path: Union[str, Path], for_inference: bool = True, device: str = "cpu", registry: Any = None) -> torch.nn.Module:
     """Rebuild a model from a checkpoint alone (its recipe), load its weights strictly, and return
     it in eval mode. ``for_inference`` lets the model class drop training-only parts first
     (``TTSModel.inference_block``), so e.g. no discriminator weights need to exist."""
-    import yaml
-
     from tts_zoo import registry as registry_module
-    from tts_zoo.recipe import load_recipe
 
     reg = registry or registry_module.default
     ckpt = load_checkpoint(path, device=device)
-    recipe = load_recipe(yaml.safe_load(ckpt.recipe_yaml), registry=reg)
+    recipe = stored_recipe(ckpt, reg)
     block = recipe.model
     if for_inference:
         cls = reg.load_class(reg.resolve(block["component"], "model"))

@@ -194,28 +194,37 @@ def _register_commands() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Console-script entry point: user errors → one line each on stderr, exit code 2."""
+    """Console-script entry point: user errors → one line each on stderr, exit code 2.
+
+    Every command's exit code reaches the shell: ``raise typer.Exit(code)`` (which click, run with
+    ``standalone_mode=False``, hands back as the return value rather than raising) or an ``int``
+    returned by the command; ``None`` is success.
+    """
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except TTSZooError as e:
         for line in str(e).splitlines():
             print(f"error: {line}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except typer.Abort as e:  # an EOF at a prompt (click's Ctrl-C, with older typer)
+        interrupted = isinstance(e.__cause__, KeyboardInterrupt)
+        print("interrupted" if interrupted else "aborted", file=sys.stderr)
+        sys.exit(130 if interrupted else 1)
+    except Exception as e:
+        # Usage errors (unknown option, missing argument, no command). Recent typer releases vendor
+        # their own click, so these are recognised by what they do rather than by click's class.
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
+            sys.exit(e.exit_code)
         raise
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == 130:
+            print("interrupted", file=sys.stderr)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

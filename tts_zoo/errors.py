@@ -32,6 +32,16 @@ class ComponentImportError(TTSZooError, ImportError):
     """The component's module failed to import (a broken or incompatible plugin)."""
 
 
+class CatalogueError(TTSZooError):
+    """A plugin's ``registry.yaml`` is wrong (a parameter type outside the grammar, an undeclared
+    kind); the message names the file and the entry, and the plugin's author fixes it."""
+
+
+class ComponentBuildError(TTSZooError):
+    """A component's constructor refused its (validated) arguments with a ``ValueError`` or
+    ``TypeError``; the message names the recipe key and the component, the original is ``__cause__``."""
+
+
 class CheckpointError(TTSZooError):
     """A weight file is missing, unreadable or does not match the model (missing/unexpected keys)."""
 

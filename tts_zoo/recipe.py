@@ -91,7 +91,6 @@ class SynthesisConfig(_Strict):
     beta: float = Field(0.7, ge=0, le=1, description="prosodic style: weight of the sampled style vs the reference")
     diffusion_steps: int = Field(5, gt=0, description="style-diffusion sampler steps")
     embedding_scale: float = Field(1.0, gt=0, description="classifier-free guidance scale")
-    sampler: str = Field("adpm2", description="sampler component name")
 
 
 class Recipe(_Strict):
@@ -105,6 +104,26 @@ class Recipe(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     source: Optional[str] = Field(None, exclude=True, description="the file the recipe was read from (set by the loader)")
+
+
+# Keys that recipes no longer take → what to write instead. They never did anything, so a stored recipe
+# (a checkpoint's) that still holds one loses it silently; a recipe file that sets one is refused.
+REMOVED_KEYS: dict[str, str] = {
+    "synthesis.sampler": "synthesis.sampler was removed: set model.sampler: {component: NAME}",
+}
+
+
+def drop_removed_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored recipe written before a key of ``REMOVED_KEYS`` went, without that key."""
+    data = copy.deepcopy(dict(data))
+    for dotted in REMOVED_KEYS:
+        *parents, last = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return data
 
 
 # ------------------------------------------------------------------------------------ YAML with lines
@@ -244,6 +263,9 @@ def validate_recipe_data(
     except pydantic.ValidationError as e:
         for err in e.errors():
             key = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden" and key in REMOVED_KEYS:
+                issues.append(RecipeIssue(locate(key), "", REMOVED_KEYS[key]))
+                continue
             if err["type"] == "extra_forbidden":
                 parent_key, _, name = key.rpartition(".")
                 known = _fields_at(parent_key)

@@ -29,8 +29,10 @@ from typing import Any, Optional
 
 import yaml
 
-from tts_zoo.catalogue import ComponentInfo, ParamSpec, params_from_class, parse_catalogue, summary_of
+from tts_zoo.catalogue import ComponentInfo, ParamSpec, params_from_class, parse_catalogue, summary_of, type_string_error
 from tts_zoo.errors import (
+    CatalogueError,
+    ComponentBuildError,
     ComponentImportError,
     ComponentNotImplementedError,
     Location,
@@ -72,6 +74,13 @@ class PluginSource:
         text = importlib.resources.files(self.module).joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
         return yaml.load(text, Loader=_YAML_LOADER)
 
+    @property
+    def where(self) -> str:
+        """The catalogue file, as error messages name it (call after a successful ``read``)."""
+        if self.module is None:
+            return f"the catalogue of plugin '{self.plugin}' ({self.distribution})"
+        return str(importlib.resources.files(self.module).joinpath(CATALOGUE_FILE))
+
 
 def entry_point_sources() -> list[PluginSource]:
     """Every installed plugin, from entry-point metadata (imports nothing but the plugin package)."""
@@ -94,20 +103,34 @@ class Registry:
     # ---------------------------------------------------------------- discovery
 
     @cached_property
-    def _catalogues(self) -> tuple[list[ComponentInfo], list[BrokenPlugin], dict[str, Kind]]:
-        components: list[ComponentInfo] = []
+    def _catalogues(self) -> tuple[list[ComponentInfo], list[BrokenPlugin], dict[str, Kind], dict[str, str]]:
+        """(components, broken plugins, kinds, rejected entries: name → why)."""
+        parsed: list[tuple[PluginSource, list[ComponentInfo]]] = []
         broken: list[BrokenPlugin] = []
         kinds = dict(CORE_KINDS)
         for source in self._sources if self._sources is not None else entry_point_sources():
             try:
-                found, extra_kinds = parse_catalogue(source.read(), source.plugin, source.distribution)
+                found, extra_kinds = parse_catalogue(source.read(), source.plugin, source.distribution, source.where)
             except Exception as e:  # a broken plugin must never break the CLI
                 broken.append(BrokenPlugin(source.plugin, source.distribution, f"{type(e).__name__}: {e}"))
                 continue
             for name, k in extra_kinds.items():
                 kinds.setdefault(name, Kind(name, k.get("interface", ""), k.get("summary", "")))
-            components.extend(found)
-        return components, broken, kinds
+            parsed.append((source, found))
+        # A kind is core or declared (by any plugin, under 'kinds:'); any other is a typo, which must not
+        # quietly make a new kind: the entry is left out and named wherever it is asked for.
+        components: list[ComponentInfo] = []
+        rejected: dict[str, str] = {}
+        for source, found in parsed:
+            for c in found:
+                if c.kind in kinds:
+                    components.append(c)
+                    continue
+                why = (f"{c.catalogue}: component '{c.name}' has unknown kind '{c.kind}'{did_you_mean(c.kind, kinds)} "
+                       f"(kinds: {', '.join(kinds)}; a plugin that adds a kind declares it under 'kinds:')")
+                rejected[c.name] = why
+                broken.append(BrokenPlugin(source.plugin, source.distribution, why))
+        return components, broken, kinds, rejected
 
     @property
     def components(self) -> list[ComponentInfo]:
@@ -146,6 +169,8 @@ class Registry:
         if version is not None:
             candidates = [c for c in candidates if c.version == version]
         if not candidates:
+            if base in self._catalogues[3]:  # left out for a catalogue error: say that, not "unknown"
+                raise CatalogueError(self._catalogues[3][base])
             raise UnknownComponentError(self._unknown_message(base, kind, version, dist))
         by_dist: dict[str, ComponentInfo] = {}
         for c in candidates:  # the latest version per distribution
@@ -234,8 +259,12 @@ class Registry:
             return None
         try:
             info = self._info_for(name, kind, allow_import_paths)
-        except (UnknownComponentError, ImportError, AttributeError, ValueError) as e:
+        except (UnknownComponentError, CatalogueError, ImportError, AttributeError, ValueError) as e:
             issues.append(RecipeIssue(locate(ckey), ckey, str(e)))
+            return None
+        problem = self._catalogue_problem(info)
+        if problem:
+            issues.append(RecipeIssue(locate(ckey), ckey, problem))
             return None
         checked: dict[str, Any] = {"component": name}
         declared = info.param
@@ -255,7 +284,7 @@ class Registry:
                 else:
                     checked[pkey] = self.check_component(value, dotted, p.component_kind, issues, locate, allow_import_paths)
                 continue
-            ok, coerced, message = _check_value(p, value)
+            ok, coerced, message = _check_value(p, value, info)
             if ok:
                 checked[pkey] = coerced
             else:
@@ -265,6 +294,19 @@ class Registry:
                 dotted = f"{key}.{p.name}" if key else p.name
                 issues.append(RecipeIssue(locate(key), dotted, f"missing required key '{p.name}' ({p.type}) for {what} '{info.name}'"))
         return checked
+
+    def _catalogue_problem(self, info: ComponentInfo) -> str:
+        """Why ``info``'s catalogue entry cannot validate a block ("" when it can): a parameter type
+        outside the grammar or naming an unknown kind. One line naming the plugin's file."""
+        for p in info.params:
+            kind = p.component_kind
+            if kind:
+                why = "" if kind in self.kinds else f"unknown kind '{kind}'{did_you_mean(kind, self.kinds)}"
+            else:
+                why = type_string_error(p.type)
+            if why:
+                return _bad_type_message(info, p, why)
+        return ""
 
     def _info_for(self, name: str, kind: Optional[str], allow_import_paths: bool) -> ComponentInfo:
         prefix = name.rpartition(":")[0]
@@ -287,11 +329,14 @@ class Registry:
 
     # ---------------------------------------------------------------- building
 
-    def build_component(self, spec: Mapping[str, Any], kind: Optional[str] = None, allow_import_paths: bool = False) -> Any:
-        """Validate ``{component: name, **params}`` and build it (sub-components first)."""
-        return self._instantiate(self.validate_component(spec, kind, allow_import_paths), kind, allow_import_paths)
+    def build_component(self, spec: Mapping[str, Any], kind: Optional[str] = None, allow_import_paths: bool = False,
+                        key: str = "") -> Any:
+        """Validate ``{component: name, **params}`` and build it (sub-components first). ``key`` is the
+        block's dotted key in its recipe (``model``), which a constructor error names."""
+        return self._instantiate(self.validate_component(spec, kind, allow_import_paths), kind, allow_import_paths, key)
 
-    def _instantiate(self, checked: Mapping[str, Any], kind: Optional[str], allow_import_paths: bool) -> Any:
+    def _instantiate(self, checked: Mapping[str, Any], kind: Optional[str], allow_import_paths: bool,
+                     key: str = "") -> Any:
         info = self._info_for(checked["component"], kind, allow_import_paths)
         cls = _import_target(info.target) if info.plugin == "(import path)" else self.load_class(info)
         kwargs = {}
@@ -300,9 +345,17 @@ class Registry:
                 continue
             p = info.param[pkey]
             if p.component_kind and value is not None:
-                value = self._instantiate(value, p.component_kind, allow_import_paths)
+                value = self._instantiate(value, p.component_kind, allow_import_paths, f"{key}.{pkey}" if key else pkey)
             kwargs[pkey] = value
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ComponentBuildError:  # a constructor that builds components itself: already named
+            raise
+        except (ValueError, TypeError) as e:  # arguments that validate one by one but not together
+            where = f"{key}: " if key else ""
+            detail = " ".join(str(e).split())  # one line
+            raise ComponentBuildError(f"{where}{info.kind.replace('_', ' ')} '{checked['component']}' ({info.target}) "
+                                      f"rejected its arguments: {type(e).__name__}: {detail}") from e
 
     def build(self, recipe: Any, overrides: Iterable[str] = (), allow_import_paths: bool = False) -> Any:
         """Build the model of a recipe (a path, a dict or a validated ``Recipe``), or rebuild a model
@@ -316,15 +369,31 @@ class Registry:
                 return load_model(recipe, for_inference=False, registry=self)
         if not isinstance(recipe, Recipe):
             recipe = load_recipe(recipe, overrides=overrides, registry=self, allow_import_paths=allow_import_paths)
-        return self.build_component(recipe.model, "model", allow_import_paths or recipe.allow_import_paths)
+        allow = allow_import_paths or recipe.allow_import_paths
+        try:
+            return self.build_component(recipe.model, "model", allow, key="model")
+        except ComponentBuildError as e:
+            if not recipe.source or recipe.source == "<recipe>":
+                raise
+            raise ComponentBuildError(f"{recipe.source}: {e}") from e.__cause__
 
 
-def _check_value(p: ParamSpec, value: Any) -> tuple[bool, Any, str]:
+def _bad_type_message(info: ComponentInfo, p: ParamSpec, why: str) -> str:
+    return (f"{info.catalogue or info.plugin}: component '{info.name}' ({info.kind}), parameter '{p.name}': "
+            f"invalid type '{p.type}' ({why}); the plugin ({info.distribution}) should regenerate its params "
+            "with `tts-zoo catalogue`")
+
+
+def _check_value(p: ParamSpec, value: Any, info: ComponentInfo) -> tuple[bool, Any, str]:
     """(ok, coerced value, message) for a plain parameter value."""
     import pydantic
 
     try:
-        return True, _adapter(p.type).validate_python(value), ""
+        adapter = _adapter(p.type)
+    except Exception as e:  # pydantic cannot make a schema of it: the catalogue's fault, not the recipe's
+        return False, None, _bad_type_message(info, p, f"{type(e).__name__}: {' '.join(str(e).split())}")
+    try:
+        return True, adapter.validate_python(value), ""
     except pydantic.ValidationError as e:
         detail = e.errors()[0]
         where = "".join(f"[{x}]" for x in detail["loc"]) if detail["loc"] else ""
@@ -362,9 +431,10 @@ def build(recipe: Any, overrides: Iterable[str] = (), allow_import_paths: bool =
     return default.build(recipe, overrides, allow_import_paths)
 
 
-def build_component(spec: Mapping[str, Any], kind: Optional[str] = None, allow_import_paths: bool = False) -> Any:
-    """Build one component from ``{component: name, **params}``."""
-    return default.build_component(spec, kind, allow_import_paths)
+def build_component(spec: Mapping[str, Any], kind: Optional[str] = None, allow_import_paths: bool = False,
+                    key: str = "") -> Any:
+    """Build one component from ``{component: name, **params}`` (``key``: its dotted recipe key, for errors)."""
+    return default.build_component(spec, kind, allow_import_paths, key)
 
 
 def resolve(name: str, kind: Optional[str] = None) -> ComponentInfo:

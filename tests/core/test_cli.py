@@ -86,3 +86,33 @@ def test_show_documents_the_call_signature_and_params():
     assert r.returncode == 0
     assert "sampler(denoise_fn, noise, sigmas, *, extra_args=None, callback=None, generator=None)" in r.stdout
     assert "tts_zoo_styletts2.diffusion.samplers:ADPM2Sampler" in r.stdout and "rho" in r.stdout
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--help"], 0, None),
+    (["show", "--help"], 0, None),
+    ([], 2, "Commands"),                                 # no command: the help, as a usage error
+    (["--bogus"], 2, "No such option: --bogus"),
+    (["show"], 2, "Missing argument 'name'"),
+    (["list-components", "--kind", "vocoders"], 2, "did you mean 'vocoder'?"),
+])
+def test_every_command_exit_code_reaches_the_shell(argv, code, message):
+    r = run(*argv)
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    if message:
+        assert message in r.stdout + r.stderr
+
+
+def test_a_constructor_error_while_training_is_one_line_and_exit_2(tmp_path, toy_registry, monkeypatch, capsys):
+    from tts_zoo.cli import main
+
+    monkeypatch.setattr("tts_zoo.registry.default", toy_registry)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nmodel: {component: toymodel, hidden: 1, vocoder: {component: toyvoc, channels: 0}}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(recipe), "--output-dir", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"error: {recipe}: model.vocoder: vocoder 'toyvoc' (tests.core.toy_components:ToyVocoder) "
+                                            "rejected its arguments: ValueError: channels must be positive, got 0")

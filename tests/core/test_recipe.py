@@ -104,3 +104,28 @@ def test_circular_extends(tmp_path, toy_registry):
 def test_registry_build_from_recipe_dict(toy_registry):
     model = toy_registry.build({"name": "x", "model": {"component": "toymodel", "hidden": 2, "vocoder": {"component": "toyvoc"}}})
     assert model.hidden == 2 and model.vocoder.rates == [10, 6]
+
+
+def test_the_removed_synthesis_sampler_key_says_where_the_sampler_is_set(tmp_path, toy_registry):
+    r = write(tmp_path, "r.yaml", BASE + "    synthesis:\n      alpha: 0.5\n      sampler: euler_ancestrall\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(r, registry=toy_registry)
+    assert str(e.value) == f"{r}:16: synthesis.sampler was removed: set model.sampler: {{component: NAME}}"
+    with pytest.raises(RecipeError, match="^override 'synthesis.sampler=adpm2': synthesis.sampler was removed"):
+        load_recipe(write(tmp_path, "ok.yaml", BASE), ["synthesis.sampler=adpm2"], registry=toy_registry)
+    assert "sampler" not in dump_recipe(load_recipe(write(tmp_path, "ok.yaml", BASE), registry=toy_registry))
+
+
+def test_a_checkpoint_stored_with_the_removed_key_still_loads(tmp_path, toy_registry):
+    import yaml
+
+    from tts_zoo.checkpoint import load_model, save_checkpoint
+
+    recipe = load_recipe(write(tmp_path, "base.yaml", BASE), registry=toy_registry)
+    model = toy_registry.build(recipe)
+    stored = yaml.safe_load(dump_recipe(recipe))
+    stored["synthesis"]["sampler"] = "adpm2"  # what every checkpoint written before the removal holds
+    save_checkpoint(tmp_path / "old", model.state_dict(), yaml.safe_dump(stored), {})
+    loaded = load_model(tmp_path / "old", registry=toy_registry)
+    assert loaded.hidden == 16 and loaded.recipe.synthesis.alpha == stored["synthesis"]["alpha"]
+    assert "sampler" not in loaded.recipe.synthesis.model_dump()

@@ -18,6 +18,8 @@ class ToyVocoder(Vocoder):
 
     def __init__(self, channels: int = 4, rates: list[int] = (10, 6), mode: Literal["nearest", "linear"] = "nearest"):
         super().__init__()
+        if channels <= 0:  # a constraint the catalogue's type cannot express (for constructor-error tests)
+            raise ValueError(f"channels must be positive, got {channels}")
         self.channels, self.rates, self.mode = channels, list(rates), mode
 
     def forward(self, aligned, f0, energy, style):  # pragma: no cover - never called

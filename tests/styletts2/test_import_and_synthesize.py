@@ -259,12 +259,15 @@ def test_first_audio_comes_before_the_rest_is_synthesized(imported, monkeypatch)
 
 
 def test_two_thousand_words_are_chunked_completely_within_the_token_limit(imported):
-    _, path, _ = imported
+    fs, path, _ = imported
     synth = Synthesizer(path, device="cpu")
+    # The limit of the model under test: PL-BERT's positions and the diffusion's unconditional table.
+    limit = min(fs.aux_config("PLBERT_dir")["model_params"]["max_position_embeddings"],
+                fs.stage2_state("diffusion")["diffusion.net.fixed_embedding.embedding.weight"].shape[0])
     text = sentences(2000)
     chunks = synth.chunks(text)
     assert all(c.tokens[0] == 0 for c in chunks)
-    assert max(len(c.tokens) for c in chunks) <= synth.model.max_tokens == 512
+    assert max(len(c.tokens) for c in chunks) <= synth.model.max_tokens == limit
     assert len(chunks) > len(split_sentences(text))  # some sentences were too long and were split
     whole = synth.model.frontend.phonemize_batch(split_sentences(text))
     assert " ".join(c.phonemes for c in chunks).split() == " ".join(whole).split()  # nothing dropped

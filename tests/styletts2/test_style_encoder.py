@@ -42,17 +42,33 @@ def test_stage1_weights_match_reference(fixture_set, module):
 
 def test_spectral_norm_uses_stored_vectors_in_eval_and_iterates_in_train(fixture_set):
     """Eval: the stored u, v are used as they are (no power iteration, nothing updated).
-    Train: one power iteration per forward updates them in place."""
+    Train: one power iteration per forward (Miyato et al. 2018, Alg. 1) updates them in place.
+
+    A trained u may already be the power iteration's fixed point (then one iteration leaves it as it
+    is, e.g. for a 1 → 6-channel conv), so the test starts train mode from a u that is not."""
     model = build(fixture_set, "style_encoder")
     mel = fixture_set.fx["ref_mel"][:, None]
-    u = model.shared[0].weight_u.clone()
+    conv = model.shared[0]
+    u = conv.weight_u.clone()
     with torch.no_grad():
         model(mel)
-    assert torch.equal(model.shared[0].weight_u, u)
+    assert torch.equal(conv.weight_u, u)
+    assert_close(conv.weight, conv.weight_orig / _sigma(conv, u, conv.weight_v), 1e-6, "weight from the stored u, v")
     model.train()
+    start = torch.nn.functional.normalize(torch.randn(u.shape, generator=torch.Generator().manual_seed(0)), dim=0)
+    conv.weight_u.copy_(start)
     with torch.no_grad():
         model(mel)
-    assert not torch.equal(model.shared[0].weight_u, u)
+    w = conv.weight_orig.flatten(1)
+    v = torch.nn.functional.normalize(w.t() @ start, dim=0, eps=1e-12)  # torch's spectral_norm eps
+    expected = torch.nn.functional.normalize(w @ v, dim=0, eps=1e-12)
+    assert_close(conv.weight_u, expected, 1e-6, "u after one power iteration")
+    assert not torch.allclose(conv.weight_u, start, atol=1e-3)  # a random start is not a singular vector
+
+
+def _sigma(conv: torch.nn.Module, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The spectral-norm estimate u·(W v) from stored vectors."""
+    return torch.dot(u, conv.weight_orig.flatten(1) @ v)
 
 
 def test_batch_items_are_independent(fixture_set):
