@@ -264,3 +264,13 @@ def test_resume_is_exact_inside_and_after_a_stage_with_its_own_data(tmp_path):
     again, resumed_model, _ = run_two_stages(tmp_path / "split", max_steps=13)
     assert again.state.step == 13
     assert_same_runs(tmp_path / "full", full_model, tmp_path / "split", resumed_model, 13)
+
+
+def test_a_stage_that_rejects_its_arguments_names_its_key_and_leaves_no_run_directory(tmp_path):
+    from tts_zoo.errors import TTSZooError
+
+    recipe = toy_recipe(stages=[{"component": "styletts2_plbert_pretrain", "random_fraction": 0.9, "keep_fraction": 0.5}])
+    trainer = Trainer(recipe, tmp_path / "run", model=ToyModel(), train_set=ToyData(), progress=False, tensorboard=False)
+    with pytest.raises(TTSZooError, match=r"train\.stages\.0: .*random_fraction"):
+        trainer.run()
+    assert not (tmp_path / "run").exists()

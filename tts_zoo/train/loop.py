@@ -151,7 +151,8 @@ class Trainer:
         if self.model is None:
             self.model = registry.build(self.recipe)
         if self.stages is None:
-            self.stages = [registry.build_component(block, "stage") for block in self.cfg.stages]
+            self.stages = [registry.build_component(block, "stage", key=f"train.stages.{i}")
+                           for i, block in enumerate(self.cfg.stages)]
         if not self.stages:
             raise TrainingError("train.stages is empty: nothing to train (e.g. stages: [{component: styletts2_stage1}])")
         training = None
@@ -188,8 +189,8 @@ class Trainer:
             self.recipe, self.dist, data.train_set, data.val_set, data.collate_fn, data.batch_size)
 
     def _run(self) -> TrainResult:
+        training = self._build()  # before the logger: a recipe that fails to build leaves no run directory
         self.log = TrainLogger(self.run_dir, enabled=self.dist.is_main, progress=self.progress, tensorboard=self.tensorboard)
-        training = self._build()
         recipe_text = dump_recipe(self.recipe)
         if self.dist.is_main:
             (self.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
