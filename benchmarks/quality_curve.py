@@ -90,7 +90,7 @@ def main() -> None:
             reference = args.reference or read_manifest(val)[0].audio  # paths come resolved
             summary = evaluate(str(ckpt), reference=reference, transcriber=transcriber, references=references).to_dict()["summary"]
             row.update(synthesis_wer=summary.get("wer"), duration_ratio=summary.get("duration_ratio_median"),
-                       mcd_db=summary.get("mcd_dtw_db"))
+                       mcd_db=summary.get("mcd_db"))
         rows.append(row)
         fmt = lambda k, w: f"{row[k]:>{w}.3f}" if isinstance(row.get(k), (int, float)) else f"{'-':>{w}}"
         print(f"{row['step']:>6} {row['minutes']:>6.1f}  {row['stage']:24s} {fmt('reconstruction_wer', 9)} "
