@@ -423,15 +423,15 @@ def evaluate(
 
 
 def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
+    import io
+
     import soundfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.wav")
-    try:
-        soundfile.write(str(tmp), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from tts_zoo.data.manifest import atomic_write_bytes
+
+    buf = io.BytesIO()
+    soundfile.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _write_outputs(out: Path, report: EvalReport, waves: list[np.ndarray], references: References,

@@ -25,8 +25,6 @@ import io
 import json
 import logging
 import multiprocessing
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from tts_zoo.data.manifest import atomic_write_bytes
 from tts_zoo.errors import TTSZooError
 
 PathLike = Union[str, Path]
@@ -43,18 +42,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["F0LabelReport", "F0Labels", "build_tracker"]
 
 _FORMAT = 1  # bump when the way labels are made changes
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_tracker(block: Mapping[str, Any]) -> Any:
@@ -160,11 +147,11 @@ class F0Labels:
             f0 = self.tracker(wave[None])[0][0].float().cpu().numpy()  # the wave form of the interface
         except (AudioError, PitchTrackingError) as e:
             reason = str(e)
-            _write_atomic(self.dir / f"{key}.missing", reason.encode())
+            atomic_write_bytes(self.dir / f"{key}.missing", reason.encode())
             return reason
         buf = io.BytesIO()
         np.save(buf, f0)
-        _write_atomic(self.dir / f"{key}.npy", buf.getvalue())
+        atomic_write_bytes(self.dir / f"{key}.npy", buf.getvalue())
         return None
 
     # ---------------------------------------------------------------- many files
@@ -186,7 +173,7 @@ class F0Labels:
         report.cached = len(audios) - len(todo) - len(report.missing)
         if todo:
             self.dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.dir / "settings.json", json.dumps(self.settings, indent=1).encode())
+            atomic_write_bytes(self.dir / "settings.json", json.dumps(self.settings, indent=1).encode())
             for audio, reason in self._run(todo, workers, progress):
                 if reason is None:
                     report.computed += 1

@@ -15,11 +15,10 @@ on the texts, the frontend's settings (espeak-ng version included) and ``max_tok
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,18 +196,15 @@ def load_corpus(corpus: Optional[str], recipe: Any, frontend: Any, max_tokens: i
 
 
 def _save(path: Path, key: str, c: PhonemizedCorpus) -> None:
+    from tts_zoo.data.manifest import atomic_write_bytes
+
     offsets = np.cumsum([0] + [len(t) for t in c.tokens])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), offsets=offsets, bad_lines=np.array(c.bad_lines),
-                     tokens=np.concatenate(c.tokens) if c.tokens else np.zeros(0, np.int32),
-                     words=np.concatenate(c.words) if c.words else np.zeros(0, np.int32),
-                     vocabulary=np.array(c.vocabulary, dtype=str), counts=np.array(c.counts, dtype=np.int64))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, key=np.array(key), offsets=offsets, bad_lines=np.array(c.bad_lines),
+             tokens=np.concatenate(c.tokens) if c.tokens else np.zeros(0, np.int32),
+             words=np.concatenate(c.words) if c.words else np.zeros(0, np.int32),
+             vocabulary=np.array(c.vocabulary, dtype=str), counts=np.array(c.counts, dtype=np.int64))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _from_arrays(f: Any) -> PhonemizedCorpus:
