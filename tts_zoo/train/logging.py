@@ -88,11 +88,10 @@ class TrainLogger:
         self._t0, self._steps = time.perf_counter(), 0
         self._last_line = self._t0
 
-    def advance(self, info: Optional[str] = None) -> None:
+    def advance(self) -> None:
         self._steps += 1
         if self._progress is not None and self._task is not None:
-            fields = {} if info is None else {"info": info}
-            self._progress.update(self._task, advance=1, **fields)
+            self._progress.update(self._task, advance=1)
 
     def advance_info(self, info: str) -> None:
         """Show ``info`` (the last logged losses) beside the progress bar."""

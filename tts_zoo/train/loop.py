@@ -275,18 +275,15 @@ class Trainer:
             state.step += 1
             state.batch += 1
             accumulate(sums, counts, result)
-            info = None
             self.log.advance()
             # where the stage is, its pace and ETA on every log line, and at least once a minute
             position = (f"{where} · batch {state.batch}/{n_batches} · "
                         f"{self.log.pace((stage.epochs - state.epoch) * n_batches - state.batch)}")
             if state.step % cfg.log_every == 0:
-                info = self._log_train(opt, sums, counts, position)
+                self.log.advance_info(self._log_train(opt, sums, counts, position))
                 sums, counts = {}, {}
             elif self.log.quiet_for() >= HEARTBEAT_SECONDS:
                 self.log.print(f"step {state.step} · {position}")
-            if info is not None:
-                self.log.advance_info(info)
             if state.step % cfg.save_every == 0:
                 self._save(opt, state.stage)
         return not (cfg.max_steps is not None and state.step >= cfg.max_steps and state.batch < n_batches)
