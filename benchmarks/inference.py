@@ -1,34 +1,44 @@
-"""Inference speed of StyleTTS 2 at the official widths: real-time factor and time to first audio.
+"""Inference speed of StyleTTS 2 at the official widths, against the reference's op sequence measured in
+the same run: real-time factors, their ratio and its spread, time to first audio.
 
-    .venv/bin/python benchmarks/inference.py [--runs 5] [--threads 2] [--decoders istftnet hifigan] [--bf16] [--profile]
+    .venv/bin/python benchmarks/inference.py [--runs 5] [--threads 2] [--decoders istftnet hifigan] [--bf16] [--profile] [--ops 15]
 
 Models: the model blocks of ``recipes/libritts_istft.yaml`` and ``recipes/libritts_hifigan.yaml``
 (official widths, LibriTTS multi-speaker) with random weights (``weights:`` keys removed, so no
-pretrained file is needed; training-only modules dropped), prepared for inference.
+pretrained file is needed; training-only modules dropped).
 
-* **RTF** = compute time / audio duration, median of ``--runs`` runs after one warm-up, with
-  ``torch.set_num_threads(--threads)``: ``model.synthesize`` on the fixtures' fixed sentence
-  (``meta.text``, 156 tokens) at the fixtures' fixed durations (``infer_fixed/pred_dur``: 272
-  frames = 6.80 s), a reference style, 5 diffusion steps (alpha 0.3, beta 0.7).
-* **Identical output**: the same call on an unprepared copy (weight norm not folded) running the
-  reference's op sequence (``decoders.base.FAST_PATH = False``): max |Δ| of the waveforms.
+* **Baseline, same run**: the *reference op sequence* is the same model unprepared (weight norm not
+  folded, recomputed at every call as in the reference) running the reference's ops
+  (``decoders.base.FAST_PATH = False``: out-of-place AdaIN/Snake chains); the *fast path* is the
+  model after ``prepare_for_inference()`` with ``FAST_PATH = True``. Both run ``model.synthesize`` on
+  the fixtures' fixed sentence (``meta.text``, 156 tokens) at its fixed durations
+  (``infer_fixed/pred_dur``: 272 frames = 6.80 s), a reference style, 5 diffusion steps (alpha 0.3,
+  beta 0.7), interleaved (reference, fast[, bf16], reference, ...) for ``--runs`` rounds after a
+  warm-up, with ``torch.set_num_threads(--threads)``. Printed: each one's median seconds and RTF
+  (compute time / audio duration), the speed-up (reference median / fast median) and the min-max of
+  the per-round speed-ups, the load average, and max |Δ| between the two waveforms (identical output).
+* ``--bf16``: also the model prepared with ``bf16=True`` (the generator's convolutions in bfloat16),
+  in the same rounds, with its mel cepstral distortion against the float32 output.
 * **Time to first audio**: ``Synthesizer.stream`` on a ~15 s text (two sentences; durations scaled
   with ``speed`` so that random weights speak at the fixed sentence's rate), from the call
   (phonemizer included) to the first chunk.
-* ``--bf16``: also the model prepared with ``bf16=True`` (the generator's convolutions in bfloat16),
-  with its mel cepstral distortion against the float32 output.
+* ``--profile``: seconds per inference step; ``--ops N``: the fast path's N most expensive torch ops
+  (self CPU time, share of the total) over one synthesis.
 
-The reference implementation measured on these machines: RTF 0.461 (iSTFTNet config) and 0.676
-(HiFi-GAN config). The machines are shared: compare numbers taken in one run.
+History: before the baseline was measured in the same run, this benchmark compared with stored
+reference RTFs (0.461 iSTFTNet, 0.676 HiFi-GAN), taken on another day at another load; issue 13
+showed that such a comparison does not hold.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,8 +46,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-REFERENCE_RTF = {"istftnet": 0.461, "hifigan": 0.676}
-GOAL_RTF = {"istftnet": 0.35, "hifigan": 0.45}
+GOAL_SPEEDUP = 1.4  # issue 13: fp32 fast path >= 1.4x the reference op sequence (bf16: >= 2x)
 RECIPES = {"istftnet": "recipes/libritts_istft.yaml", "hifigan": "recipes/libritts_hifigan.yaml"}
 SECOND_SENTENCE = ("The model was trained on hundreds of hours of read English speech, and it can imitate "
                    "the voice of a speaker it has never heard before.")
@@ -67,14 +76,29 @@ def synthesize(model, tokens, style, durations) -> torch.Tensor:
                             generator=torch.Generator().manual_seed(0), decoder_seed=0)
 
 
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, one call of each per round (after a warm-up round), so
+    that a change in the machine's load hits them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(rounds + 1):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            if i:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def speedup(times: dict[str, list[float]], baseline: str, name: str) -> str:
+    """'1.23x (1.10-1.31)': median of the baseline over the median of ``name``, and the min-max of
+    the per-round ratios."""
+    ratios = [b / t for b, t in zip(times[baseline], times[name])]
+    return (f"{statistics.median(times[baseline]) / statistics.median(times[name]):.2f}x "
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")
+
+
+def load_average() -> str:
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
 
 def mcd_db(a: torch.Tensor, b: torch.Tensor, n_coefficients: int = 13) -> float:
@@ -139,13 +163,25 @@ def time_to_first_audio(model, runs: int) -> tuple[float, float, float]:
     return statistics.median(firsts), seconds, statistics.median(totals) / seconds
 
 
+def top_ops(fn: Callable[[], object], n: int) -> list[tuple[str, float, float]]:
+    """(op, self CPU seconds, share of the total) of the ``n`` most expensive torch ops in one call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return [(e.key, e.self_cpu_time_total / 1e6, e.self_cpu_time_total / total) for e in ops[:n]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="interleaved rounds after a warm-up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decoders", nargs="+", default=["istftnet", "hifigan"], choices=sorted(RECIPES))
     parser.add_argument("--bf16", action="store_true", help="also time the bfloat16-convolution generator")
     parser.add_argument("--profile", action="store_true", help="also time each inference step")
+    parser.add_argument("--ops", type=int, default=0, help="also list the fast path's N most expensive torch ops")
     parser.add_argument("--no-ttfa", action="store_true", help="skip the time-to-first-audio measurement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -156,30 +192,45 @@ def main() -> None:
     tokens, durations = inf["tokens"], inf["pred_dur"]
     audio_seconds = 600 * int(durations.sum()) / 24000
     print(f"torch {torch.__version__}, {args.threads} threads; {tokens.shape[1]} tokens, {audio_seconds:.2f} s of audio; "
-          f"median of {args.runs} runs after a warm-up")
+          f"medians of {args.runs} interleaved rounds after a warm-up; {load_average()}")
     for decoder in args.decoders:
-        plain = build(decoder)
+        plain = build(decoder)  # the reference op sequence: weight norm recomputed at every call
         model = build(decoder).prepare_for_inference()  # the same seed: the same weights
         style = torch.randn(1, model.style_size, generator=torch.Generator().manual_seed(1)) * 0.1
 
-        decoder_base.FAST_PATH = False
-        reference = synthesize(plain, tokens, style, durations)
-        decoder_base.FAST_PATH = True
-        wave = synthesize(model, tokens, style, durations)
+        def reference() -> torch.Tensor:
+            decoder_base.FAST_PATH = False
+            try:
+                return synthesize(plain, tokens, style, durations)
+            finally:
+                decoder_base.FAST_PATH = True
+
+        def fast(m: torch.nn.Module = model) -> torch.Tensor:
+            return synthesize(m, tokens, style, durations)
+
+        runs: dict[str, Callable[[], object]] = {"reference ops": reference, "fast path": fast}
+        if args.bf16:
+            model16 = build(decoder).prepare_for_inference(bf16=True)
+            runs["fast path, bf16"] = lambda: fast(model16)
+        wave, expected = fast(), reference()
         assert wave.numel() == 24000 * audio_seconds
-        rtf = median_time(lambda: synthesize(model, tokens, style, durations), args.runs) / audio_seconds
-        print(f"\n{decoder} (official widths): RTF {rtf:.3f}  = {rtf / REFERENCE_RTF[decoder]:.2f} x the reference's "
-              f"{REFERENCE_RTF[decoder]} (goal <= {GOAL_RTF[decoder]}); output vs the reference ops, weight norm unfolded: "
-              f"max|Δ| {float((wave - reference).abs().max()):.2g} (max|x| {float(reference.abs().max()):.2g})")
+        times = interleaved(runs, args.runs)
+        print(f"\n{decoder} (official widths): output of the fast path vs the reference ops: max|Δ| "
+              f"{float((wave - expected).abs().max()):.2g} (max|x| {float(expected.abs().max()):.2g}); {load_average()}")
+        for name, t in times.items():
+            ratio = "" if name == "reference ops" else f"  speed-up {speedup(times, 'reference ops', name)}"
+            print(f"  {name:16s} median {statistics.median(t):6.3f} s  RTF {statistics.median(t) / audio_seconds:.3f}{ratio}")
+        print(f"  (goal: fast path >= {GOAL_SPEEDUP}x, bf16 >= 2x)")
+        if args.bf16:
+            bf16 = fast(model16)
+            print(f"  bf16 vs fp32: MCD {mcd_db(bf16, wave):.2f} dB (goal <= 0.3), max|Δ| {float((bf16 - wave).abs().max()):.2g}")
         if args.profile:
             stages = profile_stages(model, tokens, style, durations, args.runs)
             print("  per step (s): " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
-        if args.bf16:
-            model16 = build(decoder).prepare_for_inference(bf16=True)
-            bf16 = synthesize(model16, tokens, style, durations)
-            rtf16 = median_time(lambda: synthesize(model16, tokens, style, durations), args.runs) / audio_seconds
-            print(f"  bf16 generator convolutions: RTF {rtf16:.3f} (optional goal <= 0.23), MCD vs fp32 "
-                  f"{mcd_db(bf16, wave):.2f} dB (goal <= 0.3), max|Δ| {float((bf16 - wave).abs().max()):.2g}")
+        if args.ops:
+            print(f"  fast path's top {args.ops} torch ops (self CPU time, share):")
+            for op, seconds, share in top_ops(fast, args.ops):
+                print(f"    {op:40s} {seconds:7.3f} s {100 * share:5.1f} %")
         if not args.no_ttfa:
             first, seconds, stream_rtf = time_to_first_audio(model, args.runs)
             print(f"  streaming a {seconds:.1f} s text: first audio after {first:.2f} s; whole stream RTF {stream_rtf:.3f}")

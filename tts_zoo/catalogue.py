@@ -192,13 +192,12 @@ def type_to_string(annotation: Any, kind_of_class: typing.Callable[[type], Optio
     raise TypeError(f"unsupported annotation {annotation!r} (use builtins, typing forms or a kind's interface)")
 
 
-def _yaml_safe(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_yaml_safe(v) for v in value]
-    if isinstance(value, list):
-        return [_yaml_safe(v) for v in value]
+def yaml_safe(value: Any) -> Any:
+    """``value`` with tuples as lists (a default as YAML and JSON write it)."""
+    if isinstance(value, (tuple, list)):
+        return [yaml_safe(v) for v in value]
     if isinstance(value, dict):
-        return {k: _yaml_safe(v) for k, v in value.items()}
+        return {k: yaml_safe(v) for k, v in value.items()}
     return value
 
 
@@ -247,7 +246,7 @@ def params_from_class(cls: type, kind_of_class: typing.Callable[[type], Optional
             continue
         entry: dict[str, Any] = {"type": type_to_string(hints.get(name, p.annotation), kind_of_class)}
         if p.default is not inspect.Parameter.empty:
-            entry["default"] = _yaml_safe(p.default)
+            entry["default"] = yaml_safe(p.default)
         if helps.get(name):
             entry["help"] = helps[name]
         params[name] = entry

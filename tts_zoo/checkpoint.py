@@ -3,15 +3,18 @@
 ::
 
     step_00001000/
-      model.safetensors      weights; header metadata: format, resolved recipe, component names and
-                             versions, text frontend (symbols, espeak version), package versions
-      recipe.yaml            the resolved recipe, for people (the header's copy is authoritative)
+      model.safetensors      weights; header metadata: format, resolved recipe, provenance (every
+                             component's qualified, pinned name, all its arguments and the package
+                             that provided it: tts_zoo.provenance), text frontend (symbols, espeak
+                             version), package versions (the providing plugins' included)
+      recipe.yaml            the resolved recipe in its short form, for people (the header is authoritative)
       training.safetensors   optional: optimizer/scheduler state, RNG states, step/epoch/stage,
                              data position — what `tts-zoo train` needs to resume
 
-``registry.build(path)`` rebuilds the model from the header alone. Writes are atomic: everything
-goes to a temporary sibling directory that is renamed into place, so a killed process leaves either
-the previous checkpoint or the new one, never half of one.
+``registry.build(path)`` rebuilds the model from the header alone, from the provenance record when
+there is one (so installing a plugin or changing a default does not change an old model). Writes are
+atomic: everything goes to a temporary sibling directory that is renamed into place, so a killed
+process leaves either the previous checkpoint or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import platform
 import random
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -49,11 +53,14 @@ class Checkpoint:
     recipe_yaml: str
     info: dict[str, Any]
     training: Optional[dict[str, Any]] = field(default=None)
+    provenance: Optional[dict[str, Any]] = field(default=None)  # None in checkpoints older than the record
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(distributions: Iterable[str] = ()) -> dict[str, str]:
+    """Python's and the main packages' versions, plus those of ``distributions`` (the plugins that
+    provided the model's components)."""
     out = {"python": platform.python_version()}
-    for name in ("tts-zoo", "torch", "transformers", "phonemizer", "espeakng-loader"):
+    for name in ("tts-zoo", "torch", "transformers", "phonemizer", "espeakng-loader", *distributions):
         try:
             out[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -136,15 +143,21 @@ def save_checkpoint(
     recipe_yaml: str,
     info: dict[str, Any],
     training: Optional[dict[str, Any]] = None,
+    provenance: Optional[dict[str, Any]] = None,
 ) -> Path:
-    """Write a checkpoint directory atomically. ``info`` is JSON-able (components, frontend, ...)."""
+    """Write a checkpoint directory atomically. ``info`` is JSON-able (frontend, ...); ``provenance``
+    is a ``tts_zoo.provenance.record``."""
+    from tts_zoo.provenance import distributions
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary directory
     try:
         header = {"format": FORMAT, "recipe": recipe_yaml, "info": json.dumps(info, ensure_ascii=False),
-                  "versions": json.dumps(package_versions())}
+                  "versions": json.dumps(package_versions(distributions(provenance or {})))}
+        if provenance is not None:
+            header["provenance"] = json.dumps(provenance, ensure_ascii=False)
         save_file(_shared_free(state_dict), str(tmp / MODEL_FILE), metadata=header)
         (tmp / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
         if training is not None:
@@ -187,6 +200,8 @@ def load_checkpoint(path: Union[str, Path], with_training: bool = False, device:
     ckpt = Checkpoint(path=model_file.parent, state_dict=state, recipe_yaml=header["recipe"],
                       info=json.loads(header.get("info", "{}")))
     ckpt.info["versions"] = json.loads(header.get("versions", "{}"))
+    if "provenance" in header:
+        ckpt.provenance = json.loads(header["provenance"])
     training_file = model_file.parent / TRAINING_FILE
     if with_training and training_file.is_file():
         with safe_open(str(training_file), framework="pt", device="cpu") as f:
@@ -196,10 +211,11 @@ def load_checkpoint(path: Union[str, Path], with_training: bool = False, device:
     return ckpt
 
 
-def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Any) -> None:
+def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Any, assign: bool = False) -> None:
     """``load_state_dict(strict=True)`` with a one-line CheckpointError naming every missing,
     unexpected and misshapen key (``source``: the file / module being loaded, for the message).
-    A DataParallel ``module.`` prefix is stripped first."""
+    A DataParallel ``module.`` prefix is stripped first. ``assign``: the tensors become the
+    parameters (no copy; see ``tts_zoo.lean_load``)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
@@ -210,7 +226,7 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)) if keys]
     if problems:
         raise CheckpointError(f"{source}: does not match {type(module).__name__} — " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
 
 
 # ------------------------------------------------------------------ whole models
@@ -236,22 +252,34 @@ def model_info(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def save_model(path: Union[str, Path], model: torch.nn.Module, recipe: Any, training: Optional[dict[str, Any]] = None,
-               extra_info: Optional[dict[str, Any]] = None) -> Path:
-    """Save a model built from ``recipe`` (a ``tts_zoo.recipe.Recipe``) as a checkpoint directory."""
+               extra_info: Optional[dict[str, Any]] = None, registry: Any = None) -> Path:
+    """Save a model built from ``recipe`` (a ``tts_zoo.recipe.Recipe``) by ``registry`` (default: the
+    installed plugins') as a checkpoint directory, with its provenance record."""
+    from tts_zoo import provenance, registry as registry_module
     from tts_zoo.recipe import dump_recipe
 
+    record = provenance.record(recipe, registry or registry_module.default)
     recipe = recipe.model_copy(update={"model": _without_pretrained_paths(recipe.model)})
-    return save_checkpoint(path, model.state_dict(), dump_recipe(recipe), {**model_info(model), **(extra_info or {})}, training)
+    return save_checkpoint(path, model.state_dict(), dump_recipe(recipe), {**model_info(model), **(extra_info or {})},
+                           training, record)
 
 
 def stored_recipe(ckpt: Checkpoint, registry: Any = None) -> Any:
-    """The checkpoint's resolved recipe, validated (a ``tts_zoo.recipe.Recipe``). Keys that recipes no
-    longer take but older checkpoints hold (they never did anything) are dropped first."""
+    """The checkpoint's recipe, validated (a ``tts_zoo.recipe.Recipe``). With a provenance record its
+    model block is the resolved one (qualified, pinned, every argument), after a check that every
+    providing package is installed and loads; an older checkpoint's short recipe is used as it is. Keys
+    that recipes no longer take but older checkpoints hold (they never did anything) are dropped first."""
     import yaml
 
-    from tts_zoo.recipe import drop_removed_keys, load_recipe
+    from tts_zoo import provenance, registry as registry_module
+    from tts_zoo.recipe import drop_removed_keys, validate_recipe_data
 
-    return load_recipe(drop_removed_keys(yaml.safe_load(ckpt.recipe_yaml) or {}), registry=registry)
+    reg = registry or registry_module.default
+    data = drop_removed_keys(yaml.safe_load(ckpt.recipe_yaml) or {})
+    if ckpt.provenance is not None:
+        provenance.check_providers(ckpt.provenance, reg, str(ckpt.path))
+        data = provenance.with_resolved_model(data, ckpt.provenance)
+    return validate_recipe_data(data, source=str(ckpt.path), registry=reg)
 
 
 def load_model(path: Union[str, Path], for_inference: bool = True, device: str = "cpu", registry: Any = None) -> torch.nn.Module:
@@ -260,21 +288,29 @@ def load_model(path: Union[str, Path], for_inference: bool = True, device: str =
     (``TTSModel.inference_block``), so e.g. no discriminator weights need to exist."""
     from tts_zoo import registry as registry_module
 
+    from tts_zoo import lean_load
+
     reg = registry or registry_module.default
-    ckpt = load_checkpoint(path, device=device)
+    ckpt = load_checkpoint(path)  # memory-mapped, untouched: only the header and the key list are read
     recipe = stored_recipe(ckpt, reg)
     block = recipe.model
     if for_inference:
-        cls = reg.load_class(reg.resolve(block["component"], "model"))
+        cls = reg.load_class(reg.info_for(block["component"], "model", recipe.allow_import_paths))
         block = cls.inference_block(block)
-    model = reg.build_component(block, "model")
+    with lean_load.parameters_on_meta():  # one copy of the weights in memory: the file's (lean_load)
+        model = reg.build_component(block, "model", recipe.allow_import_paths)
     # Only the weights the inference build has no place for, inside the parts whose block the model
     # class changed (a dropped discriminator, a language model's pretraining heads), are skipped;
     # everything else is strict (a missing weight is always an error).
     changed = {k for k, v in block.items() if v != recipe.model.get(k)}
     own = model.state_dict()
-    state = {k: v for k, v in ckpt.state_dict.items() if k in own or k.split(".", 1)[0] not in changed}
-    load_state_strict(model, state, ckpt.path)
+    keys = [k for k in ckpt.state_dict if k in own or k.split(".", 1)[0] not in changed]
+    del own
+    model_file = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
+    load_state_strict(model, lean_load.read_tensors(model_file, keys, device), ckpt.path, assign=True)
+    lean_load.check_materialized(model, ckpt.path)
+    if not for_inference:
+        lean_load.refresh_weight_norm(model)
     model.checkpoint_info = ckpt.info
     model.recipe = recipe  # the resolved recipe it was built from (synthesis defaults, ...)
     return model.to(device).eval()

@@ -6,6 +6,18 @@ F mel frames (hop 300 at 24 kHz), S audio samples, C channels, H hidden size.
 
 Masks follow the reference StyleTTS 2 convention: a *padding mask* is bool with True = padding.
 
+Units. Audio is 24 kHz; a *mel frame* is a hop of 300 samples (12.5 ms; frame i centred on sample
+300·i, the frames of ``tts_zoo.audio.log_mel``) and a text-aligned frame is two mel frames (600
+samples). F0 is in Hz per mel frame, 0 where unvoiced. *Energy* is what StyleTTS 2's decoder receives
+(``tts_zoo.audio.log_norm`` of the log-mel): per mel frame, the natural log of the L2 norm over the 80
+mel bands of (mel power + 1e-5), ln ‖P[:, f] + 1e-5‖₂, with P the mel power spectrogram of the wave
+(samples in [-1, 1]) that ``log_mel`` computes; not normalised per utterance.
+
+Gradients. Every ``nn.Module`` kind is trained by back-propagation: its outputs are differentiable
+w.r.t. its parameters, and the contracts below name the inputs gradients must also reach (never
+``@torch.no_grad()`` inside a component; callers that only infer use ``torch.inference_mode()``).
+``tts_zoo.testing`` (the conformance kit) checks shapes, units and gradients of every kind.
+
 This module imports torch; the registry's listing and validation paths never import it (the kinds
 table in ``tts_zoo.kinds`` names these classes as strings).
 """
@@ -90,7 +102,13 @@ class StyleDiffusion(StyleModel):
 
     ``denoise(x_noisy [B, 1, D], sigma [B] | float, embedding [B, T, H], features [B, D] | None,
     embedding_scale) → [B, 1, D]`` is the preconditioned denoiser D(x; σ) (Karras et al. 2022);
-    ``loss(x [B, 1, D], embedding, features) → scalar`` is the training objective.
+    ``loss(x [B, 1, D], embedding, features) → scalar`` is the training objective. D is the attribute
+    ``channels`` where the class sets it (StyleTTS 2: 2·style_dim, the acoustic and prosodic styles
+    side by side), else ``style_dim``.
+
+    Gradients: ``denoise`` is differentiable w.r.t. ``x_noisy``, ``embedding`` and the parameters
+    (StyleTTS 2's stage 2 back-propagates the style reconstruction loss through the sampler's
+    denoiser calls into this network and the PL-BERT embedding).
     """
 
     @abc.abstractmethod
@@ -123,9 +141,17 @@ class Sampler(abc.ABC):
     """One call signature for every sampler (in the manner of k-diffusion's ``sampling.py``).
 
     ``__call__(denoise_fn, noise [B, ...], sigmas [n + 1], *, extra_args=None, callback=None,
-    generator=None) → sample`` with the shape of ``noise``. ``noise`` is unit-variance; the sampler
-    scales it by ``sigmas[0]``. ``callback(dict(i, x, sigma, denoised))`` is called once per step;
-    ``generator`` makes any fresh noise reproducible (None = torch's global generator).
+    generator=None) → sample`` with the shape, dtype and device of ``noise``. ``noise`` is
+    unit-variance; the sampler scales it by ``sigmas[0]``; ``denoise_fn(x, sigma, **extra_args)``.
+    ``callback(dict(i, x, sigma, denoised))`` is called once per step (i from 0); ``generator``
+    makes any fresh noise reproducible (None = torch's global generator, left alone when a
+    generator is given).
+
+    Gradients: differentiable. The sample carries gradients w.r.t. the denoiser's parameters,
+    ``noise`` and the tensors in ``extra_args``: StyleTTS 2's stage 2 back-propagates the style
+    reconstruction loss through the sampler into the diffusion network and the text embedding. Do
+    not decorate ``__call__`` with ``@torch.no_grad()`` (that loss would silently get no gradient);
+    callers that only sample wrap the call in ``torch.no_grad()`` / ``torch.inference_mode()``.
     """
 
     @abc.abstractmethod
@@ -147,7 +173,12 @@ class DurationModel(nn.Module, abc.ABC):
     ``predict_durations(text_features [B, C, T], style [B, S], lengths [B], padding_mask [B, T])
     → (duration_logits [B, T, max_dur], encoded [B, T, C + S])``; the expected duration of a token is
     ``sigmoid(logits).sum(-1)`` in units of 2 mel frames.
-    ``predict_f0_energy(aligned [B, C + S, F], style [B, S]) → (F0 [B, 2F], energy [B, 2F])``.
+    ``predict_f0_energy(aligned [B, C + S, F], style [B, S]) → (F0 [B, 2F], energy [B, 2F])``: per
+    mel frame, F0 in Hz and energy as the :class:`Vocoder` receives them (see the module docstring),
+    which they are trained to predict.
+
+    Gradients: both methods are differentiable w.r.t. their tensor inputs (``text_features``,
+    ``style``, ``aligned``) and the parameters; stage 2 trains through them with the decoder's losses.
     """
 
     @abc.abstractmethod
@@ -163,8 +194,15 @@ class Vocoder(nn.Module, abc.ABC):
     """Aligned text features + F0 + energy + style → waveform.
 
     forward(aligned [B, C, F], f0 [B, 2F], energy [B, 2F], style [B, S]) → [B, 1, 600·F] at 24 kHz
-    (``samples_per_frame`` = 600: one text-aligned frame is two mel frames).
-    ``remove_weight_norm()`` folds weight norm for inference.
+    (``samples_per_frame`` = 600: one text-aligned frame is two mel frames). ``f0`` and ``energy``
+    have one value per mel frame (hop 300, 80 per second): ``f0`` in Hz, 0 where unvoiced (the
+    StyleTTS 2 decoders' NSF source treats anything under 10 Hz as unvoiced); ``energy`` is the
+    log-energy of the module docstring, ``log_norm(log_mel(wave)[:, None]).squeeze(1)``. In training
+    both come from the target audio (F0 from the pitch extractor); at inference from the
+    :class:`DurationModel`. ``remove_weight_norm()`` folds weight norm for inference.
+
+    Gradients: differentiable w.r.t. ``aligned``, ``f0``, ``energy``, ``style`` and the parameters
+    (stage 2 trains the predicted F0/energy and the text features through the decoder's losses).
     """
 
     samples_per_frame: int = 600
@@ -188,7 +226,12 @@ class DiscriminatorOutput(NamedTuple):
 class Discriminator(nn.Module, abc.ABC):
     """Waveforms → scores + feature maps.
 
-    forward(real [B, 1, S], fake [B, 1, S]) → :class:`DiscriminatorOutput`.
+    forward(real [B, 1, S], fake [B, 1, S]) → :class:`DiscriminatorOutput`: per sub-discriminator,
+    scores (batch first; real and fake alike in shape) and a list of feature maps.
+
+    Gradients: the fake scores and feature maps are differentiable w.r.t. ``fake`` (the generator's
+    adversarial and feature-matching losses) and, like the real ones, w.r.t. the parameters; the
+    real path may run without gradient w.r.t. ``real``.
     """
 
     @abc.abstractmethod
@@ -305,12 +348,15 @@ class Stage(abc.ABC):
     The generic loop (``tts_zoo.train``) owns devices, DDP, precision, clipping, NaN guards,
     checkpoints and logging; a stage owns its losses and which modules train when.
 
-    - ``epochs``: the stage's length.
+    - ``epochs``: the stage's length; ``max_steps`` (optional, a constructor argument so that
+      ``train.stages.N.max_steps`` sets it): end the stage after that many of its steps.
     - ``setup(model, recipe, resumed)``: called before the stage's first step, every run (``resumed``
       is True when a checkpoint taken inside this stage was restored: do not re-initialise weights).
     - ``parameter_groups(model, config) → {name: {"params": [...], "lr"?, "betas"?, "weight_decay"?,
-      "eps"?}}``: one optimizer per group (AdamW); missing settings come from ``config``
-      (``tts_zoo.recipe.OptimizerConfig``). Parameters in no group never change.
+      "eps"?, "onecycle_beta1"?, "rollback"?}}``: one optimizer per group (AdamW); missing settings come
+      from ``config`` (``tts_zoo.recipe.OptimizerConfig``; ``onecycle_beta1``: the reference's OneCycleLR
+      wraps this group; ``rollback``: undo its update when a later part of the step is skipped, see
+      ``tts_zoo.train.optim``). Parameters in no group never change.
     - ``train_step(model, batch, ctx) → {name: scalar}``: the losses to log. With
       ``manual_optimization = False`` the loop back-propagates ``result["loss"]`` and steps every
       group; otherwise the stage calls ``ctx.backward`` / ``ctx.step`` itself (GAN stages). An empty
@@ -329,6 +375,7 @@ class Stage(abc.ABC):
     epochs: int
     manual_optimization: bool = False
     batch_size: Optional[int] = None
+    max_steps: Optional[int] = None
 
     def setup(self, model: TTSModel, recipe: Any, resumed: bool) -> None:
         """Prepare for training ``model`` (``recipe``: the whole ``tts_zoo.recipe.Recipe``)."""

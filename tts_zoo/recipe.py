@@ -5,7 +5,9 @@ is reported at once with its file:line, dotted key, what was expected and a sugg
 
 - ``extends: base.yaml`` (relative to the recipe) loads a base recipe and deep-merges this one onto
   it (mappings merge key by key; a component block that names another component replaces the base's
-  block; lists and scalars replace).
+  block; lists and scalars replace). ``extends: pkg://some_package/recipes/base.yaml`` names a recipe
+  shipped inside an installed package (its import name, then the path inside it; found with
+  ``importlib.resources``), so a plugin's recipe can build on another package's.
 - Overrides use dotted keys with YAML values: ``train.max_steps=10``, ``model.decoder.component=hifigan``.
 - ``model`` and each ``train.stages`` entry are component blocks ``{component: name, **params}``;
   their keys are the component's constructor arguments (see ``tts-zoo show NAME``).
@@ -14,6 +16,7 @@ is reported at once with its file:line, dotted key, what was expected and a sugg
 from __future__ import annotations
 
 import copy
+import importlib.resources
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -51,12 +54,20 @@ class DataConfig(_Strict):
 
 
 class OptimizerConfig(_Strict):
-    """AdamW with a one-cycle schedule, as in the reference (per-module learning rates)."""
+    """One AdamW per module, as in the reference: per-module learning rates, and by default the betas its
+    never-stepped OneCycleLR leaves in effect (beta1 0.85 where it wraps a module); a constant rate."""
 
     lr: float = Field(1e-4, gt=0, description="learning rate of the acoustic modules")
     bert_lr: float = Field(1e-5, gt=0, description="learning rate of PL-BERT")
     ft_lr: float = Field(1e-5, gt=0, description="learning rate of the decoder and style encoders in stage 2")
-    betas: tuple[float, float] = Field((0.0, 0.99), description="AdamW betas")
+    betas: Optional[tuple[float, float]] = Field(
+        None, description="AdamW betas of every group a stage does not fix itself (stage 2's PL-BERT keeps (0.9, 0.99)); "
+                          "null = the reference's effective betas, see reference_onecycle_beta1")
+    reference_onecycle_beta1: bool = Field(
+        True, description="with betas null: beta1 0.85 for the groups the reference wraps in OneCycleLR (built, never "
+                          "stepped, it replaces AdamW's beta1 by its base momentum 0.85: every stage-1 group; in stage 2 "
+                          "all but PL-BERT (0.9) and the decoder/acoustic style encoder (reset to 0.0)), beta2 0.99; "
+                          "false = the reference's nominal (0.0, 0.99) everywhere")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     eps: float = Field(1e-9, gt=0, description="AdamW epsilon")
     grad_clip: Optional[float] = Field(None, gt=0, description="clip each optimizer group's gradient norm (None = no clipping)")
@@ -73,11 +84,15 @@ class TrainConfig(_Strict):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 = bfloat16 autocast of the forward passes (fp16 overflows in StyleTTS 2's losses)")
-    max_steps: Optional[int] = Field(None, gt=0, description="stop after this many steps in total (None = stages' epochs)")
+    max_steps: Optional[int] = Field(None, gt=0, description="stop after this many steps in total (None = stages' epochs; "
+                                                             "a stage's own limit is train.stages.N.max_steps)")
     log_every: int = Field(10, gt=0, description="log losses every N steps")
     save_every: int = Field(1000, gt=0, description="write a checkpoint every N steps (and at the end of each epoch)")
     keep_checkpoints: int = Field(3, gt=0, description="how many recent checkpoints to keep")
     max_bad_steps: int = Field(10, gt=0, description="stop after this many consecutive non-finite losses")
+    max_weight_abs: Optional[float] = Field(
+        1e4, gt=0, description="exploded weights: training stops (and nothing is saved) when a parameter's absolute "
+                               "value exceeds this (trained StyleTTS 2 weights stay below ~10); null = no limit")
     init_from: Optional[str] = Field(
         None, description="checkpoint whose weights start a new run (e.g. a stage-1 run for a stage-2 recipe); loaded strictly")
     stages: list[dict[str, Any]] = Field(default_factory=list, description="Stage components, run in order")
@@ -186,8 +201,37 @@ def read_recipe_file(path: Union[str, Path], _seen: tuple[Path, ...] = ()) -> tu
         return data, locations
     if not isinstance(parent, str):
         raise RecipeError([RecipeIssue(locations.get("extends"), "extends", "expected a path to a base recipe")])
-    base_data, base_locations = read_recipe_file(path.parent / parent, _seen + (path.resolve(),))
+    base = _base_recipe_path(parent, path, locations.get("extends"))
+    base_data, base_locations = read_recipe_file(base, _seen + (path.resolve(),))
     return _merge(base_data, data), {**base_locations, **locations}
+
+
+PACKAGE_SCHEME = "pkg://"  # extends: pkg://<import package>/<path inside it>
+
+
+def _base_recipe_path(parent: str, recipe: Path, where: Optional[Location]) -> Path:
+    """The file an ``extends:`` value names: a path relative to ``recipe``, or ``pkg://package/path``
+    inside an installed package (a package installed as files, as pip does; not a zip)."""
+    if not parent.startswith(PACKAGE_SCHEME):
+        return recipe.parent / parent
+    package, _, inner = parent[len(PACKAGE_SCHEME):].partition("/")
+
+    def fail(message: str) -> RecipeError:
+        return RecipeError([RecipeIssue(where, "extends", message)])
+
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError as e:
+        if e.name and (package + ".").startswith(e.name + "."):  # the package itself (or its parent) is missing
+            raise fail(f"package '{package}' is not installed ({parent}); install it, or write "
+                       f"{PACKAGE_SCHEME}<import package>/<path inside it>") from None
+        raise fail(f"package '{package}' failed to import: {e}") from None
+    except Exception as e:  # an error inside the package's __init__, an empty or invalid name
+        raise fail(f"package '{package}' failed to import ({parent}): {type(e).__name__}: {e}") from None
+    target = root.joinpath(inner) if inner else None
+    if target is None or not target.is_file():
+        raise fail(f"no recipe '{inner}' in package '{package}' ({root}); write {PACKAGE_SCHEME}{package}/<path inside it>")
+    return Path(str(target))
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str], locations: dict[str, Location]) -> dict[str, Any]:

@@ -6,7 +6,10 @@ package whose ``registry.yaml`` catalogue lists its components (see ``tts_zoo.ca
 torch is not loaded) until a component is built.
 
 Names: ``istftnet`` (the latest version), ``istftnet.v1`` (a pinned version), ``tts-zoo:istftnet``
-(qualified by distribution, which resolves a clash between two packages).
+(qualified by distribution). When two distributions register the same name, an unqualified name means
+the built-in one (``tts-zoo``'s), else the first distribution by name; the others are reached by their
+qualified names and a one-time warning lists them, so installing a plugin never changes what an
+existing recipe builds (checkpoints record qualified, pinned names: ``tts_zoo.provenance``).
 
 Typical use::
 
@@ -18,18 +21,23 @@ Typical use::
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import importlib.resources
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Optional
 
-import yaml
-
-from tts_zoo.catalogue import ComponentInfo, ParamSpec, params_from_class, parse_catalogue, summary_of, type_string_error
+from tts_zoo.catalogue import ComponentInfo, ParamSpec, params_from_class, summary_of, type_string_error
+from tts_zoo.discovery import (  # noqa: F401 - BrokenPlugin, PluginSource, ... are part of this module's API
+    CATALOGUE_FILE,
+    ENTRY_POINT_GROUP,
+    BrokenPlugin,
+    Discovery,
+    PluginSource,
+    discover,
+    entry_point_sources,
+)
 from tts_zoo.errors import (
     CatalogueError,
     ComponentBuildError,
@@ -41,57 +49,18 @@ from tts_zoo.errors import (
     UnknownComponentError,
     did_you_mean,
 )
-from tts_zoo.kinds import CORE_KINDS, Kind
+from tts_zoo.kinds import Kind
 
-ENTRY_POINT_GROUP = "tts_zoo.plugins"
-CATALOGUE_FILE = "registry.yaml"
+BUILTIN_DISTRIBUTION = "tts-zoo"  # wins a name clash (see provider_rank)
+
+logger = logging.getLogger(__name__)
 
 Locate = Callable[[str], Optional[Location]]
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~8x faster start-up
 
 
-@dataclass(frozen=True)
-class BrokenPlugin:
-    """A plugin whose catalogue could not be read; shown by ``list-components``, never fatal."""
-
-    plugin: str
-    distribution: str
-    error: str
-
-
-@dataclass(frozen=True)
-class PluginSource:
-    """Where a catalogue comes from: an entry point (``module``) or, for tests, ready ``data``."""
-
-    plugin: str
-    distribution: str
-    module: Optional[str] = None
-    data: Optional[Mapping[str, Any]] = None
-
-    def read(self) -> Any:
-        if self.data is not None:
-            return self.data
-        text = importlib.resources.files(self.module).joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
-        return yaml.load(text, Loader=_YAML_LOADER)
-
-    @property
-    def where(self) -> str:
-        """The catalogue file, as error messages name it (call after a successful ``read``)."""
-        if self.module is None:
-            return f"the catalogue of plugin '{self.plugin}' ({self.distribution})"
-        return str(importlib.resources.files(self.module).joinpath(CATALOGUE_FILE))
-
-
-def entry_point_sources() -> list[PluginSource]:
-    """Every installed plugin, from entry-point metadata (imports nothing but the plugin package)."""
-    seen, sources = set(), []
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist is not None else "unknown"
-        if (ep.name, ep.value, dist) in seen:  # the same distribution found twice on sys.path
-            continue
-        seen.add((ep.name, ep.value, dist))
-        sources.append(PluginSource(plugin=ep.name, distribution=dist, module=ep.value.split(":")[0]))
-    return sources
+def provider_rank(distribution: str) -> tuple[bool, str]:
+    """Order of the providers of one name: the built-in distribution first, then by name."""
+    return (distribution != BUILTIN_DISTRIBUTION, distribution)
 
 
 class Registry:
@@ -99,54 +68,40 @@ class Registry:
 
     def __init__(self, sources: Optional[Iterable[PluginSource]] = None):
         self._sources = list(sources) if sources is not None else None
+        self._warned: set[tuple[str, str]] = set()  # clashes already reported (kind, name)
 
     # ---------------------------------------------------------------- discovery
 
     @cached_property
-    def _catalogues(self) -> tuple[list[ComponentInfo], list[BrokenPlugin], dict[str, Kind], dict[str, str]]:
-        """(components, broken plugins, kinds, rejected entries: name → why)."""
-        parsed: list[tuple[PluginSource, list[ComponentInfo]]] = []
-        broken: list[BrokenPlugin] = []
-        kinds = dict(CORE_KINDS)
-        for source in self._sources if self._sources is not None else entry_point_sources():
-            try:
-                found, extra_kinds = parse_catalogue(source.read(), source.plugin, source.distribution, source.where)
-            except Exception as e:  # a broken plugin must never break the CLI
-                broken.append(BrokenPlugin(source.plugin, source.distribution, f"{type(e).__name__}: {e}"))
-                continue
-            for name, k in extra_kinds.items():
-                kinds.setdefault(name, Kind(name, k.get("interface", ""), k.get("summary", "")))
-            parsed.append((source, found))
-        # A kind is core or declared (by any plugin, under 'kinds:'); any other is a typo, which must not
-        # quietly make a new kind: the entry is left out and named wherever it is asked for.
-        components: list[ComponentInfo] = []
-        rejected: dict[str, str] = {}
-        for source, found in parsed:
-            for c in found:
-                if c.kind in kinds:
-                    components.append(c)
-                    continue
-                why = (f"{c.catalogue}: component '{c.name}' has unknown kind '{c.kind}'{did_you_mean(c.kind, kinds)} "
-                       f"(kinds: {', '.join(kinds)}; a plugin that adds a kind declares it under 'kinds:')")
-                rejected[c.name] = why
-                broken.append(BrokenPlugin(source.plugin, source.distribution, why))
-        return components, broken, kinds, rejected
+    def _found(self) -> Discovery:
+        return discover(self._sources if self._sources is not None else entry_point_sources())
 
     @property
     def components(self) -> list[ComponentInfo]:
-        return self._catalogues[0]
+        return self._found.components
 
     @property
     def broken(self) -> list[BrokenPlugin]:
-        return self._catalogues[1]
+        """Plugins that failed to load, and catalogue entries left out (what ``list-components`` reports)."""
+        return self._found.broken
+
+    @property
+    def failed(self) -> list[BrokenPlugin]:
+        """Plugins whose catalogue could not be read at all (import error, bad YAML): their components are unknown."""
+        return self._found.failed
 
     @property
     def kinds(self) -> dict[str, Kind]:
-        return self._catalogues[2]
+        return self._found.kinds
 
     @property
     def distributions(self) -> set[str]:
         return {c.distribution for c in self.components}
+
+    @property
+    def loaded_distributions(self) -> set[str]:
+        """Distributions whose catalogue was read (even one that registers nothing)."""
+        return self._found.loaded
 
     def list(self, kind: Optional[str] = None) -> list[ComponentInfo]:
         """Components sorted by kind and name (every version)."""
@@ -158,7 +113,8 @@ class Registry:
     # ---------------------------------------------------------------- lookup
 
     def resolve(self, name: str, kind: Optional[str] = None) -> ComponentInfo:
-        """``name`` (optionally ``dist:`` qualified and/or ``.vN`` versioned) → its catalogue entry."""
+        """``name`` (optionally ``dist:`` qualified and/or ``.vN`` versioned) → its catalogue entry. Several
+        providers: the built-in, else the first by distribution name (``provider_rank``), warned once."""
         dist, _, bare = name.rpartition(":")
         pinned = re.fullmatch(r"(.+)\.v(\d+)", bare)
         base, version = (pinned.group(1), int(pinned.group(2))) if pinned else (bare, None)
@@ -169,8 +125,8 @@ class Registry:
         if version is not None:
             candidates = [c for c in candidates if c.version == version]
         if not candidates:
-            if base in self._catalogues[3]:  # left out for a catalogue error: say that, not "unknown"
-                raise CatalogueError(self._catalogues[3][base])
+            if base in self._found.rejected:  # left out for a catalogue error: say that, not "unknown"
+                raise CatalogueError(self._found.rejected[base])
             raise UnknownComponentError(self._unknown_message(base, kind, version, dist))
         by_dist: dict[str, ComponentInfo] = {}
         for c in candidates:  # the latest version per distribution
@@ -181,13 +137,30 @@ class Registry:
             raise UnknownComponentError(
                 f"'{name}' names components of several kinds ({', '.join(sorted(kinds_found))}); say which kind"
             )
-        if len(by_dist) > 1:
-            dists = sorted(by_dist)
-            raise UnknownComponentError(
-                f"'{base}' ({by_dist[dists[0]].kind}) is provided by both '{dists[0]}' and '{dists[1]}'"
-                f"; write '{dists[0]}:{base}' or '{dists[1]}:{base}'"
-            )
-        return next(iter(by_dist.values()))
+        providers = sorted(by_dist, key=provider_rank)
+        if len(providers) > 1:
+            self._warn_clash(by_dist[providers[0]], name, providers)
+        return by_dist[providers[0]]
+
+    def _warn_clash(self, chosen: ComponentInfo, name: str, providers: list[str]) -> None:
+        """Once per (kind, name): which provider an unqualified name means and how to reach the others."""
+        if (chosen.kind, chosen.name) in self._warned:
+            return
+        self._warned.add((chosen.kind, chosen.name))
+        others = " or ".join(f"'{d}:{chosen.name}'" for d in providers[1:])
+        logger.warning(f"{chosen.kind.replace('_', ' ')} '{chosen.name}' is provided by {', '.join(providers)}: "
+                       f"'{name}' means '{providers[0]}:{chosen.name}' (built-in first, then by package name); "
+                       f"write {others} for another")
+
+    def failed_message(self, name: str, kind: Optional[str], distribution: str = "") -> str:
+        """"component 'x' may come from plugin 'p' (dist) which failed to load: why" for every plugin
+        that failed to load (only ``distribution``'s, when given); "" when none did."""
+        failed = [b for b in self.failed if not distribution or b.distribution == distribution]
+        if not failed:
+            return ""
+        what = f"component '{name}'" + (f" ({kind})" if kind else "")
+        return f"{what} may come from " + "; or from ".join(
+            f"plugin '{b.plugin}' ({b.distribution}) which failed to load: {b.error}" for b in failed)
 
     def _unknown_message(self, name: str, kind: Optional[str], version: Optional[int], dist: str) -> str:
         what = kind.replace("_", " ") if kind else "component"
@@ -195,10 +168,14 @@ class Registry:
         if same_name and version is not None and (kind is None or any(c.kind == kind for c in same_name)):
             versions = ", ".join(f"v{c.version}" for c in same_name)
             return f"{what} '{name}' has no version v{version} (available: {versions})"
+        if dist and self.failed_message(name, kind, dist):
+            return self.failed_message(name, kind, dist)
         if same_name and dist:
             return f"{what} '{name}' is not provided by '{dist}' (provided by: {', '.join(sorted({c.distribution for c in same_name}))})"
         if same_name and kind and all(c.kind != kind for c in same_name):
             return f"'{name}' is a {same_name[0].kind.replace('_', ' ')}, not a {what}"
+        if not same_name and not dist and self.failed:  # a plugin that failed to load is the likelier cause than a typo
+            return self.failed_message(name, kind)
         names = sorted({c.name for c in self.components if kind is None or c.kind == kind})
         return f"unknown {what} '{name}'{did_you_mean(name, names)} (available: {', '.join(names) or 'none'})"
 
@@ -206,6 +183,8 @@ class Registry:
 
     def load_class(self, info: ComponentInfo) -> type:
         """Import the component's class (the first moment its module, and torch, are imported)."""
+        if info.plugin == "(import path)":  # an unregistered class the user opted in to (raw_component)
+            return _import_target(info.target)
         if info.status != "ready":
             raise ComponentNotImplementedError(
                 f"{info.kind.replace('_', ' ')} '{info.name}' ({info.plugin}) is registered but not implemented yet"
@@ -258,7 +237,7 @@ class Registry:
             issues.append(RecipeIssue(locate(ckey), ckey, f"expected a {what} name (a string), got {name!r}"))
             return None
         try:
-            info = self._info_for(name, kind, allow_import_paths)
+            info = self.info_for(name, kind, allow_import_paths)
         except (UnknownComponentError, CatalogueError, ImportError, AttributeError, ValueError) as e:
             issues.append(RecipeIssue(locate(ckey), ckey, str(e)))
             return None
@@ -308,9 +287,16 @@ class Registry:
                 return _bad_type_message(info, p, why)
         return ""
 
-    def _info_for(self, name: str, kind: Optional[str], allow_import_paths: bool) -> ComponentInfo:
-        prefix = name.rpartition(":")[0]
+    def info_for(self, name: str, kind: Optional[str], allow_import_paths: bool = False) -> ComponentInfo:
+        """A recipe's component name (registered, qualified, pinned, or ``module:Class`` when allowed) → its entry."""
+        prefix, _, bare = name.rpartition(":")
         if prefix and prefix not in self.distributions:  # "package.module:Class", not "dist:name"
+            if self.failed_message(bare, kind, prefix):  # "dist:name" of a plugin that failed to load
+                raise UnknownComponentError(self.failed_message(bare, kind, prefix))
+            if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", prefix):  # "tts-zoo-vocos:vocos": a package name
+                known = self.loaded_distributions | {b.distribution for b in self.failed}
+                raise UnknownComponentError(f"'{name}': no installed package '{prefix}' registers components"
+                                            f"{did_you_mean(prefix, known)} (pip install {prefix})")
             if not allow_import_paths:
                 raise UnknownComponentError(
                     f"'{name}' is an import path; recipes name registered components "
@@ -337,8 +323,8 @@ class Registry:
 
     def _instantiate(self, checked: Mapping[str, Any], kind: Optional[str], allow_import_paths: bool,
                      key: str = "") -> Any:
-        info = self._info_for(checked["component"], kind, allow_import_paths)
-        cls = _import_target(info.target) if info.plugin == "(import path)" else self.load_class(info)
+        info = self.info_for(checked["component"], kind, allow_import_paths)
+        cls = self.load_class(info)
         kwargs = {}
         for pkey, value in checked.items():
             if pkey == "component":

@@ -70,10 +70,22 @@ class Synthesizer:
     model's own defaults. A model loaded from a path is prepared for inference (weight norm folded,
     training-only modules dropped; ``bf16``: its bfloat16 path, where it has one); a model object
     is used as it is (put in eval mode).
+
+    Threads: synthesis runs on ``threads`` torch threads (the caller's own count is restored
+    between chunks). Default: ``$OMP_NUM_THREADS`` when set, else the cores that are idle when the
+    synthesizer is made (:mod:`tts_zoo.threads`): on a busy machine, torch's one thread per core
+    made synthesis many times slower. Pass ``threads=torch.get_num_threads()`` to keep your own.
     """
 
-    def __init__(self, model: Any, device: str = "auto", bf16: bool = False, **defaults: Any):
+    def __init__(self, model: Any, device: str = "auto", bf16: bool = False, threads: Optional[int] = None,
+                 **defaults: Any):
         import torch
+
+        from tts_zoo.threads import default_threads
+
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise SynthesisError(f"threads must be a positive whole number, got {threads!r}")
+        self.threads = threads or default_threads(0.1)  # idle cores over 0.1 s (the load average lags)
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -184,7 +196,9 @@ class Synthesizer:
         try:
             import torch
 
-            with torch.inference_mode():
+            from tts_zoo.threads import torch_threads
+
+            with torch.inference_mode(), torch_threads(self.threads):
                 return self.model.reference_style(wave.to(self.device))
         except NotImplementedError:
             raise SynthesisError(f"{path}: this model takes no reference audio (leave out --reference)") from None
@@ -300,7 +314,7 @@ class Synthesizer:
         else:
             outputs = self._one_by_one(tokens, style, durations, decoder_seed, {**opts, **extra})
         trim = int(model.end_trim_samples or 0)
-        for i, out in enumerate(_in_inference_mode(outputs)):
+        for i, out in enumerate(_stepwise(outputs, self.threads)):
             wave = out.wave if hasattr(out, "wave") else out
             if dump_dir is not None:
                 write_dump(dump_dir, i, out if want_intermediates else None, chunks[i])
@@ -326,13 +340,15 @@ class Synthesizer:
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
-def _in_inference_mode(outputs: Iterator[Any]) -> Iterator[Any]:
-    """Each step of ``outputs`` under ``torch.inference_mode()``, but not the caller's code between
-    steps (a ``with`` block around a ``yield`` would leak the mode into the caller)."""
+def _stepwise(outputs: Iterator[Any], threads: int) -> Iterator[Any]:
+    """Each step of ``outputs`` under ``torch.inference_mode()`` on ``threads`` torch threads, but not
+    the caller's code between steps (a ``with`` block around a ``yield`` would leak both into it)."""
     import torch
 
+    from tts_zoo.threads import torch_threads
+
     while True:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(threads):
             try:
                 out = next(outputs)
             except StopIteration:

@@ -3,15 +3,19 @@
 On a busy machine, torch's default (one thread per core) makes every thread wait for the others: on the
 2-core development machines one synthesis took 27 s with the default and 0.77 s with one thread while
 another job ran. So, unless the user set ``OMP_NUM_THREADS``, a command uses the cores that the load
-average says are idle (at least one). Read before torch is imported (no torch import here).
+average says are idle (at least one). Read before torch is imported (no torch import here). The Python
+API does the same: ``Synthesizer`` measures the idle cores once and synthesizes on that many threads
+(:func:`torch_threads`), unless given ``threads``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 
-__all__ = ["default_threads", "configure_threads"]
+__all__ = ["default_threads", "configure_threads", "torch_threads"]
 
 
 def _busy_cores(sample_seconds: float) -> float:
@@ -58,3 +62,19 @@ def configure_threads(sample_seconds: float = 0.0) -> int:
     if torch is not None:
         torch.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with torch on ``n`` threads, then give the caller back its own count (library code
+    such as ``Synthesizer`` must not change a process-wide setting behind its caller's back)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != previous:
+            torch.set_num_threads(previous)

@@ -77,10 +77,10 @@ def test_a_model_rebuilds_from_its_checkpoint_alone(tmp_path, toy_registry):
                          registry=toy_registry)
     model = toy_registry.build(recipe)
     model.register_buffer("w", torch.arange(3.0))
-    save_model(tmp_path / "m", model, recipe)
+    save_model(tmp_path / "m", model, recipe, registry=toy_registry)
     with pytest.raises(CheckpointError, match="unexpected keys: w"):  # a rebuilt toy model has no such buffer
         load_model(tmp_path / "m", registry=toy_registry)
     model2 = toy_registry.build(recipe)
-    save_model(tmp_path / "m2", model2, recipe)
+    save_model(tmp_path / "m2", model2, recipe, registry=toy_registry)
     rebuilt = toy_registry.build(str(tmp_path / "m2"))
     assert rebuilt.hidden == 3 and rebuilt.vocoder.rates == [10, 6] and not rebuilt.training

@@ -65,7 +65,10 @@ def test_item_matches_reference_preprocessing(corpus):
         assert s.speaker == s.ref_speaker == ds.speakers[r.speaker]  # reference clip of the same speaker
         assert s.ood_tokens.tolist() == [0, *fe.encode(LONG), 0]  # the only OOD text of >= 50 characters
     # The long clip's mel (2.3 s + padding = 225 frames) is cropped to 192 frames when drawn as reference.
-    widths = {ds[1].ref_mel.shape[-1] for _ in range(12)} | {ds[0].ref_mel.shape[-1] for _ in range(12)}
+    widths = set()
+    for epoch in range(12):  # the draws change from epoch to epoch
+        ds.set_epoch(epoch)
+        widths |= {ds[1].ref_mel.shape[-1], ds[0].ref_mel.shape[-1]}
     assert 192 in widths and max(widths) == 192
     ref = ds[3].ref_mel  # speaker b: b0 or b1, uncropped (both under 192 frames)
     assert any(torch.equal(ref, log_mel(F.pad(load_audio(r.audio), (5000, 5000)))) for r in recs[3:])
@@ -75,10 +78,40 @@ def test_reference_crop_is_a_window_of_the_same_speakers_mel(corpus):
     recs, _ = corpus
     ds = SpeechDataset(recs[:2], FakeFrontend(), ref_frames=64)
     full = {r.id: log_mel(F.pad(load_audio(r.audio), (5000, 5000))) for r in recs[:2]}
-    for _ in range(6):
+    for epoch in range(6):
+        ds.set_epoch(epoch)
         ref = ds[0].ref_mel
         assert ref.shape == (80, 64)
         assert any(torch.equal(ref, m[:, k : k + 64]) for m in full.values() for k in range(m.shape[-1] - 63))
+
+
+def _as_is(sample: Sample) -> Sample:
+    return sample
+
+
+def test_an_items_draws_depend_on_seed_epoch_and_index_only(corpus):
+    """Exact resume: an item read again — in another order, by a loader worker, in a new process —
+    draws the same reference clip and OOD text; the next epoch draws anew."""
+    recs, _ = corpus
+    texts = [LONG, LONG + " again", LONG + " once more", LONG + " and so on"]
+    ds = SpeechDataset(recs, FakeFrontend(), ood_texts=texts, seed=3)
+
+    def draws(samples):
+        return [(s.ref_mel, s.ood_tokens.tolist()) for s in samples]
+
+    def same(a, b):
+        return all(torch.equal(ra, rb) and oa == ob for (ra, oa), (rb, ob) in zip(a, b))
+
+    ds.set_epoch(4)
+    first = draws(ds[i] for i in range(len(ds)))
+    assert same(first, draws(ds[i] for i in reversed(range(len(ds))))[::-1])
+    workers = torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(len(ds)), num_workers=2, collate_fn=_as_is)
+    assert same(first, draws(workers))
+    again = SpeechDataset(recs, FakeFrontend(), ood_texts=texts, seed=3)
+    again.set_epoch(4)
+    assert same(first, draws(again[i] for i in range(len(ds))))
+    ds.set_epoch(5)
+    assert not same(first, draws(ds[i] for i in range(len(ds))))
 
 
 def test_bad_audio_is_skipped_with_counted_warnings(corpus, caplog):

@@ -167,13 +167,16 @@ def test_a_non_finite_loss_skips_the_step_and_names_the_loss(tmp_path, caplog):
     assert torch.equal(weights[2], weights[3])  # step 2 (NaN) was skipped
     assert not torch.equal(weights[3], weights[4])  # and training went on
     assert result.state.step == 8 and result.state.bad_steps == 0
-    assert "step 2: non-finite loss, extra — step skipped (1/2 in a row)" in caplog.text
+    # the message names the step as it is logged: the third, whose row has no losses
+    assert "step 3: non-finite loss, extra — step skipped (1/2 in a row)" in caplog.text
+    rows = metrics(tmp_path)
+    assert [r["step"] for r in rows] == list(range(1, 9)) and "loss" not in rows[2] and "loss" in rows[3]
 
 
 def test_repeated_non_finite_losses_stop_with_a_clear_message(tmp_path):
     with pytest.raises(TrainingError) as e:
         run(tmp_path, ToyStage(epochs=1, nan_at=True), max_bad_steps=3, save_every=1)
-    assert "stopped at step 2: 3 consecutive steps with non-finite values (last: loss, extra)" in str(e.value)
+    assert "stopped at step 3: 3 consecutive steps with non-finite values (last: loss, extra)" in str(e.value)
     assert "lower train.optimizer.lr" in str(e.value)
     for step in (1, 2):  # skipped steps leave the weights as they were: those checkpoints are sound
         state = load_checkpoint(tmp_path / "checkpoints" / f"step_{step:08d}").state_dict
@@ -181,7 +184,7 @@ def test_repeated_non_finite_losses_stop_with_a_clear_message(tmp_path):
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):
-    with pytest.raises(TrainingError, match="not saving step 1: non-finite weights in net.weight"):
+    with pytest.raises(TrainingError, match="stopped at step 1: non-finite weights in net.weight; the last good checkpoint is none"):
         run(tmp_path, PoisonStage(epochs=1), save_every=1)
     assert not list((tmp_path / "checkpoints").glob("step_*"))
 

@@ -229,20 +229,24 @@ def test_edm_loss(fixture_set):
 
 
 def test_sigma_data_estimate_is_a_saved_buffer(fixture_set):
-    model = build(fixture_set).train()  # the batch estimate is used in train mode
+    model = build(fixture_set).eval()  # stage 2 runs the diffusion in eval mode
     model.estimate_sigma_data = True  # as in the reference configs
     configured = model.current_sigma_data
     x1 = torch.randn(4, 1, model.channels) * 0.3
     x2 = torch.randn(4, 1, model.channels) * 0.5
-    b1 = model.update_sigma_data(x1)
-    assert b1 == pytest.approx(float(x1.std(dim=-1).mean()))
-    b2 = model.update_sigma_data(x2)
-    # The step uses the batch estimate (as the reference); the buffer keeps the running mean.
-    assert model.current_sigma_data == b2
+    with model.batch_sigma_data(x1) as b1:
+        assert b1 == pytest.approx(float(x1.std(dim=-1).mean()))
+    with model.batch_sigma_data(x2) as b2:
+        # The step uses the batch estimate (as the reference), whatever the module's mode ...
+        assert model.current_sigma_data == b2
+        c_skip = model.scalings(torch.ones(1))[0]
+        assert_close(c_skip, torch.full((1, 1, 1), b2**2 / (1 + b2**2)), 1e-7, "c_skip uses the batch σ_d")
+    # ... and afterwards the running mean, which a saved and reloaded model also samples with.
     assert float(model.sigma_data) == pytest.approx((b1 + b2) / 2)
-    c_skip = model.scalings(torch.ones(1))[0]
-    assert_close(c_skip, torch.full((1, 1, 1), b2**2 / (1 + b2**2)), 1e-7, "c_skip uses the batch σ_d")
-    model.eval()  # in eval mode the model samples as it will once saved and reloaded
+    assert model.current_sigma_data == pytest.approx((b1 + b2) / 2)
+    with pytest.raises(FloatingPointError), model.batch_sigma_data(x1 * 10):
+        raise FloatingPointError  # a skipped step: the estimate is not taken in
+    assert float(model.sigma_data) == pytest.approx((b1 + b2) / 2) and int(model.sigma_data_updates) == 2
     assert model.current_sigma_data == pytest.approx((b1 + b2) / 2)
 
     state = model.state_dict()
@@ -257,4 +261,6 @@ def test_sigma_data_estimate_is_a_saved_buffer(fixture_set):
 
     fixed = build(fixture_set)
     fixed.estimate_sigma_data = False
-    assert fixed.update_sigma_data(x1) == configured and int(fixed.sigma_data_updates) == 0
+    with fixed.batch_sigma_data(x1) as used:
+        assert used == fixed.current_sigma_data == configured
+    assert int(fixed.sigma_data_updates) == 0 and fixed.current_sigma_data == configured

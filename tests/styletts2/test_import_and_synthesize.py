@@ -100,8 +100,7 @@ def test_keep_training_modules_keeps_them_and_fills_a_missing_one_from_utils(fix
     assert code == 0, err
     assert f"pitch_extractor    not in the checkpoint: from {jdc.resolve()}" in out and "mpd                loaded" in out
     model = load_model(tmp_path / "m", for_inference=False)
-    assert model.slm_discriminator is None
-    for module, attr in (("mpd", "mpd"), ("text_aligner", "text_aligner")):
+    for module, attr in (("mpd", "mpd"), ("text_aligner", "text_aligner"), ("wd", "slm_discriminator")):
         state = fixture_set.stage2_state(module)
         own = getattr(model, attr).state_dict()
         assert all(torch.equal(own[k], state[k]) for k in state)

@@ -193,10 +193,7 @@ def test_a_demo_run_writes_checkpoints_that_load_model_reads(corpus, tmp_path):
     assert loaded.slm_discriminator is None and loaded.mpd is None  # inference build: training-only parts left out
     tokens = torch.tensor([[0, *model.frontend.encode(PHONEMES[0]), 0]])
     style = loaded.compute_style(torch.randn(1, 80, 120))
-    # StyleDiffusion samples with the last training batch's sigma_data until its state is loaded
-    # (then the saved running estimate): reload in place so both use the saved one.
-    model.load_state_dict(model.state_dict())
-    model.eval()
+    model.eval()  # both sample with the saved running estimate of σ_d
     waves = []
     for m in (model, loaded):
         torch.manual_seed(4)  # the decoder's harmonic source draws its noise from the global generator

@@ -7,6 +7,11 @@ frames), encodes the phonemes as ``[0] + ids + [0]``, draws a reference clip fro
 (a random crop of ``ref_frames`` mel frames) and a random out-of-distribution text of at least
 ``min_ood_length`` phoneme characters (from ``ood_texts``, or else the other manifest texts).
 
+The random draws of an item (reference clip, OOD text, a stand-in for a skipped item) come from a
+generator seeded by (``seed``, epoch, item index): the same whichever loader worker reads it and in
+whatever order, so a resumed run reads exactly the items an uninterrupted one would have
+(:meth:`SpeechDataset.set_epoch`; the training loop calls it before each epoch).
+
 Missing, unreadable, empty or too-short audio never crashes an epoch: the item is skipped (counted in
 :attr:`SpeechDataset.skipped`, one warning each) and another one is drawn in its place.
 
@@ -91,7 +96,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         ref_frames: length of the reference-clip crop in mel frames (reference: 192).
         min_ood_length: minimum OOD text length in characters (reference: 50).
         min_duration: shorter audio (seconds, before padding) is skipped.
-        seed: seeds the reference and OOD draws (DataLoader workers use their own per-epoch seed).
+        seed: with the epoch and the item's index, seeds the item's reference and OOD draws.
         f0_labels: cached F0 labels to attach (None: ``Sample.f0`` is None).
     """
 
@@ -131,8 +136,7 @@ class SpeechDataset(torch.utils.data.Dataset):
             self.by_speaker.setdefault(r.speaker, []).append(i)
         self.skipped: dict[str, str] = {}  # path → reason
         self._bad: set[int] = set()
-        self._rng: Optional[random.Random] = None
-        self._rng_key: Optional[int] = None
+        self.epoch = 0
         self._lengths: Optional[list[int]] = None
 
     @classmethod
@@ -168,13 +172,9 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     # ----------------------------------------------------------------------------------------
 
-    def _random(self) -> random.Random:
-        # In a DataLoader worker, torch gives each worker a distinct seed every epoch.
-        info = torch.utils.data.get_worker_info()
-        key = info.seed if info is not None else self.seed
-        if self._rng is None or key != self._rng_key:
-            self._rng, self._rng_key = random.Random(key), key
-        return self._rng
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next items are read for (their random draws depend on it)."""
+        self.epoch = epoch
 
     def _skip(self, idx: int, reason: str) -> None:
         self._bad.add(idx)
@@ -217,7 +217,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         raise _Unusable(f"no usable reference clip for speaker {record.speaker!r}")
 
     def __getitem__(self, idx: int) -> Sample:
-        rng = self._random()
+        rng = random.Random(f"{self.seed}:{self.epoch}:{idx}")  # a str seed is hashed with SHA-512: stable
         for _ in range(100):
             if idx not in self._bad:
                 try:

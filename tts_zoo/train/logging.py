@@ -1,6 +1,9 @@
 """What a training run reports: a rich progress display and log lines on the console, TensorBoard
 scalars / audio / images under ``<run>/tensorboard``, and the same scalars as JSON lines in
-``<run>/metrics.jsonl`` (easy to read back in scripts and tests). Only rank 0 reports."""
+``<run>/metrics.jsonl`` (easy to read back in scripts and tests). Only rank 0 reports.
+
+A resumed run first cuts ``metrics.jsonl`` back to the rows its checkpoint had seen
+(:func:`keep_metrics`) and purges TensorBoard's later events, so a step re-run is logged once."""
 
 from __future__ import annotations
 
@@ -14,6 +17,22 @@ import torch
 from torch import Tensor
 
 logger = logging.getLogger("tts_zoo.train")
+METRICS = "metrics.jsonl"
+
+
+def keep_metrics(run_dir: Path, rows: Optional[int], step: int) -> None:
+    """Cut ``<run_dir>/metrics.jsonl`` back to what a checkpoint had seen: its first ``rows`` lines
+    (recorded at save time), or, for a checkpoint without that record, the rows of steps <= ``step``.
+    Rewritten atomically."""
+    from tts_zoo.data.manifest import atomic_write_text
+
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = lines[:rows] if rows is not None else [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _fmt(value: float) -> str:
@@ -35,9 +54,11 @@ class TrainLogger:
         enabled: report at all (rank 0 only).
         progress: show a live progress bar (only on a terminal; otherwise log lines only).
         tensorboard: write TensorBoard event files.
+        purge_step: resuming: TensorBoard drops the events logged at this step and after.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True, progress: bool = True, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, enabled: bool = True, progress: bool = True, tensorboard: bool = True,
+                 purge_step: Optional[int] = None):
         from rich.console import Console
 
         self.enabled = enabled
@@ -49,15 +70,18 @@ class TrainLogger:
         self._task = None
         self._t0 = self._last_line = time.perf_counter()
         self._steps = 0
+        self.rows = 0  # lines in metrics.jsonl (a checkpoint records it: see keep_metrics)
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        path = self.run_dir / METRICS
+        self.rows = len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
+        self._metrics = open(path, "a", encoding="utf-8")
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge_step)
             except ImportError:
                 self.print("[yellow]tensorboard is not installed: no TensorBoard logs (pip install tensorboard)[/]")
         if progress and self.console.is_terminal:
@@ -120,6 +144,7 @@ class TrainLogger:
                 self._writer.add_scalar(f"{prefix}/{name}", value, step)
         self._metrics.write(json.dumps({"step": step, "split": prefix, **context, **values}) + "\n")
         self._metrics.flush()
+        self.rows += 1
 
     def log_line(self, step: int, where: str, values: dict[str, float]) -> None:
         shown = " ".join(f"{k} {_fmt(v)}" for k, v in values.items() if not k.startswith(("lr/", "grad_norm/")))

@@ -10,17 +10,28 @@ owns everything that is not particular to a model:
 - **precision**: ``train.precision: bf16`` runs the stage's forward passes under bfloat16 autocast;
 - **optimizers**: one AdamW (+ schedule) per parameter group the stage names, gradient clipping
   (``train.optimizer.grad_clip``), see :mod:`tts_zoo.train.optim`;
-- **NaN/Inf guards**: a non-finite loss or gradient skips the step (naming the loss); after
-  ``train.max_bad_steps`` in a row training stops with a message; non-finite weights are never saved;
+- **NaN/Inf guards**: a non-finite loss or gradient skips the step (naming the loss, with the step
+  number it is logged under) and undoes the updates the stage made earlier in it (its ``rollback``
+  groups, e.g. a GAN's discriminator); after ``train.max_bad_steps`` in a row training stops with a
+  message. Training also stops, naming the last good checkpoint, on a non-finite validation and on
+  non-finite or exploded weights (a parameter above ``train.max_weight_abs``, checked at every log
+  line and save): no checkpoint is ever written after either, so the last one is always good;
 - **checkpoints and resume**: every ``train.save_every`` steps and at every epoch end, atomically,
   keeping the last ``train.keep_checkpoints`` plus ``checkpoints/latest``; each holds the model, the
   optimizers and schedules, the RNG states and the position (stage, epoch, batch, step), so running
-  the same command again in the run directory continues where the last checkpoint left off;
+  the same command again in the run directory continues where the last checkpoint left off, exactly:
+  the losses of every later step equal an uninterrupted run's. The data pipeline's own randomness is
+  a function of (seed, epoch, item) (samplers; a dataset with ``set_epoch``, such as
+  :class:`~tts_zoo.data.dataset.SpeechDataset`, with or without loader workers); the global python /
+  numpy / torch generators are restored just before the next step. ``metrics.jsonl`` is cut back to
+  the checkpoint's rows. Folders left by a kill during a save are removed at start;
 - **reporting**: the resolved recipe printed and saved as ``<run>/recipe.yaml``, a progress display,
   TensorBoard (losses, learning rates, gradient norms, validation metrics, the stage's example audio
   and images of a fixed validation batch) and ``<run>/metrics.jsonl``.
 
-``train.max_steps`` caps the total number of steps over all stages (tests, quick looks).
+``train.max_steps`` caps the total number of steps over all stages (tests, quick looks); a stage's
+``max_steps`` attribute (``train.stages.N.max_steps``) ends that stage after so many of its own steps
+(validation and a checkpoint follow, then the next stage starts): a smoke run of every stage.
 
 Data: each stage trains on the recipe's speech manifests unless it brings its own datasets
 (``Stage.datasets``, e.g. a text corpus); the loaders are made anew when a stage starts.
@@ -29,6 +40,7 @@ Data: each stage trains on the recipe's speech manifests unless it brings its ow
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,9 +55,9 @@ from tts_zoo.interfaces import StageData
 from tts_zoo.recipe import Recipe, dump_recipe
 from tts_zoo.train import TrainingError
 from tts_zoo.train import distributed
-from tts_zoo.train.checkpoints import CheckpointDir
+from tts_zoo.train.checkpoints import CheckpointDir, weight_problem
 from tts_zoo.train.data import make_loaders, speech_datasets, to_device
-from tts_zoo.train.logging import TrainLogger, accumulate, describe_position, running_means
+from tts_zoo.train.logging import TrainLogger, accumulate, describe_position, keep_metrics, running_means
 from tts_zoo.train.optim import NonFiniteStep, StageOptimizer
 
 __all__ = ["TrainResult", "TrainState", "Trainer", "train"]
@@ -126,6 +138,7 @@ class Trainer:
         self.progress, self.tensorboard = progress, tensorboard
         self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", self.cfg.keep_checkpoints)
         self._saved_step: Optional[int] = None
+        self._stale: list[str] = []
 
     # ------------------------------------------------------------------ set-up
 
@@ -143,6 +156,8 @@ class Trainer:
         """Model, stages, weights (resumed / init_from) and data; returns the saved training state."""
         from tts_zoo import registry
 
+        if self.dist.is_main:
+            self._stale = self.checkpoints.remove_stale()
         latest = self.checkpoints.latest()
         if latest is not None and not self.resume:
             raise TrainingError(f"{self.run_dir} already holds checkpoints (latest: {latest.name}); run without "
@@ -190,7 +205,12 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         training = self._build()  # before the logger: a recipe that fails to build leaves no run directory
-        self.log = TrainLogger(self.run_dir, enabled=self.dist.is_main, progress=self.progress, tensorboard=self.tensorboard)
+        if training is not None and self.dist.is_main:
+            keep_metrics(self.run_dir, training.get("metrics_rows"), self.state.step)
+        self.log = TrainLogger(self.run_dir, enabled=self.dist.is_main, progress=self.progress, tensorboard=self.tensorboard,
+                               purge_step=self.state.step + 1 if training is not None else None)
+        if self._stale:
+            self.log.print(f"removed what an interrupted save left: {', '.join(self._stale)}")
         recipe_text = dump_recipe(self.recipe)
         if self.dist.is_main:
             (self.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
@@ -202,8 +222,7 @@ class Trainer:
                            f"{f' · {self.dist.world_size} ranks' if self.dist.distributed else ''}")
         # Each rank its own random stream from here on; rank 0's is restored exactly on resume.
         seed_everything(self.cfg.seed + 7919 * self.dist.rank + (self.state.step if self.dist.rank else 0))
-        if training is not None and self.dist.is_main:
-            restore_rng_states(training["rng"])
+        rng = training["rng"] if training is not None and self.dist.is_main else None
         if self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps:
             self.log.print(f"already at train.max_steps={self.cfg.max_steps}; nothing to do")
             return TrainResult(self.run_dir, self.checkpoints.latest(), self.state, "max_steps")
@@ -212,18 +231,30 @@ class Trainer:
             index = self.state.stage
             stage = self.stages[index]
             resumed = training is not None and training.get("optimizer_stage") == index
+            # The generators as they were at the save: before the stage's set-up when the checkpoint was
+            # taken between stages, just before the next step when inside this one (as uninterrupted).
+            if rng is not None and not resumed:
+                restore_rng_states(rng)
+                rng = None
             stage.setup(self.model, self.recipe, resumed)
             self._use_data(stage)
             groups = stage.parameter_groups(self.model, self.cfg.optimizer)
+            limit = self._stage_limit(index)
             total = stage.epochs * self.batches.epoch_length
-            opt = StageOptimizer(self.model, groups, self.cfg.optimizer, total, self.dist)
+            opt = StageOptimizer(self.model, groups, self.cfg.optimizer, min(total, limit or total), self.dist)
             if resumed:
                 opt.load_state_dict(training["optimizer"])
             training = None
+            if rng is not None:
+                restore_rng_states(rng)
+                rng = None
             while self.state.epoch < stage.epochs:
-                if not self._train_epoch(stage, opt):
+                ended = self._train_epoch(stage, opt, limit)
+                if ended == "max_steps":
                     return self._stop(opt, "max_steps")
                 self._validate(stage)
+                if ended == "stage":
+                    break
                 self.state.epoch, self.state.batch = self.state.epoch + 1, 0
                 if self.state.epoch < stage.epochs:
                     self._save(opt, index)
@@ -235,6 +266,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
+    def _stage_limit(self, index: int) -> Optional[int]:
+        """The stage's own step limit (its ``max_steps`` attribute, ``train.stages.N.max_steps``), or None."""
+        limit = getattr(self.stages[index], "max_steps", None)
+        if limit is not None and (not isinstance(limit, int) or limit <= 0):
+            raise TrainingError(f"train.stages.{index}.max_steps: expected a positive number of steps, got {limit!r}")
+        return limit
+
     def _stage_name(self, index: int) -> str:
         blocks = self.cfg.stages
         return blocks[index]["component"] if index < len(blocks) else type(self.stages[index]).__name__
@@ -244,13 +282,17 @@ class Trainer:
             return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _train_epoch(self, stage: Any, opt: StageOptimizer) -> bool:
-        """Train the rest of the current epoch; False when ``max_steps`` stopped it."""
+    def _train_epoch(self, stage: Any, opt: StageOptimizer, limit: Optional[int]) -> str:
+        """Train the rest of the current epoch → "epoch" (it ended), "stage" (the stage's own
+        ``max_steps`` reached) or "max_steps" (``train.max_steps`` reached)."""
         cfg, state = self.cfg, self.state
-        epoch_id = 1000 * state.stage + state.epoch  # the sampler's order depends on (seed, stage, epoch)
+        epoch_id = 1000 * state.stage + state.epoch  # the data's order and draws depend on (seed, stage, epoch)
         self.batches.set_epoch(epoch_id, skip=state.batch)
+        if hasattr(self.train_loader.dataset, "set_epoch"):  # before the iterator (and its workers) start
+            self.train_loader.dataset.set_epoch(epoch_id)
         self.train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch_id)
         n_batches = self.batches.epoch_length
+        stage_done = lambda: limit is not None and opt.stage_step >= limit  # noqa: E731
         where = describe_position(state.stage, len(self.stages), self._stage_name(state.stage), state.epoch, stage.epochs)
         self.log.start_task(where, total=n_batches, completed=state.batch)
         sums: dict[str, Any] = {}
@@ -258,16 +300,20 @@ class Trainer:
         self.model.train()
         for batch in self.train_loader:
             if cfg.max_steps is not None and state.step >= cfg.max_steps:
-                return False
+                return "max_steps"
+            if stage_done():  # a resumed run whose stage limit was lowered
+                return "stage"
             batch = to_device(batch, self.dist.device)
             opt.epoch, opt.global_step = state.epoch, state.step
             opt.zero_grad()
+            opt.commit()
             try:
                 with self._autocast():
                     result = stage.train_step(self.model, batch, opt)
                 if result and not stage.manual_optimization:
                     opt.backward(result["loss"], result)
                     opt.step()
+                opt.commit()
                 state.bad_steps = 0
             except NonFiniteStep as e:
                 result = self._bad_step(opt, e)
@@ -277,29 +323,47 @@ class Trainer:
             accumulate(sums, counts, result)
             self.log.advance()
             # where the stage is, its pace and ETA on every log line, and at least once a minute
-            position = (f"{where} · batch {state.batch}/{n_batches} · "
-                        f"{self.log.pace((stage.epochs - state.epoch) * n_batches - state.batch)}")
+            remaining = (stage.epochs - state.epoch) * n_batches - state.batch
+            if limit is not None:
+                remaining = min(remaining, limit - opt.stage_step)
+            position = f"{where} · batch {state.batch}/{n_batches} · {self.log.pace(remaining)}"
             if state.step % cfg.log_every == 0:
+                self._guard_weights()
                 self.log.advance_info(self._log_train(opt, sums, counts, position))
                 sums, counts = {}, {}
             elif self.log.quiet_for() >= HEARTBEAT_SECONDS:
                 self.log.print(f"step {state.step} · {position}")
             if state.step % cfg.save_every == 0:
                 self._save(opt, state.stage)
-        return not (cfg.max_steps is not None and state.step >= cfg.max_steps and state.batch < n_batches)
+            if stage_done():
+                return "stage"
+        return "epoch"
+
+    def _last_good(self) -> str:
+        return f"the last good checkpoint is {self.checkpoints.latest() or 'none'}"
 
     def _bad_step(self, opt: StageOptimizer, error: NonFiniteStep) -> dict[str, Any]:
+        undone = opt.rollback()
         opt.zero_grad()
         state = self.state
         state.bad_steps += 1
-        self.log.warning(f"step {state.step}: non-finite {error} — step skipped "
+        step = state.step + 1  # the number this step is logged under
+        undone_note = f" (its update of {', '.join(undone)} undone)" if undone else ""
+        self.log.warning(f"step {step}: non-finite {error} — step skipped{undone_note} "
                          f"({state.bad_steps}/{self.cfg.max_bad_steps} in a row)")
         if state.bad_steps >= self.cfg.max_bad_steps:
             raise TrainingError(
-                f"stopped at step {state.step}: {state.bad_steps} consecutive steps with non-finite values "
-                f"(last: {error}); the last good checkpoint is {self.checkpoints.latest() or 'none'}. Try a lower "
+                f"stopped at step {step}: {state.bad_steps} consecutive steps with non-finite values "
+                f"(last: {error}); {self._last_good()}. Try a lower "
                 "train.optimizer.lr, train.optimizer.grad_clip, train.precision fp32, or check the data")
         return {}
+
+    def _guard_weights(self) -> None:
+        """Stop, naming the last good checkpoint, when the weights are non-finite or exploded."""
+        problem = weight_problem(self.model, self.cfg.max_weight_abs)
+        if problem:
+            raise TrainingError(f"stopped at step {self.state.step}: {problem}; {self._last_good()} (lower "
+                                "train.optimizer.lr, set train.optimizer.grad_clip, or use precision fp32)")
 
     def _log_train(self, opt: StageOptimizer, sums: dict, counts: dict, where: str) -> str:
         values = running_means(sums, counts)
@@ -310,11 +374,20 @@ class Trainer:
         self.log.scalars(self.state.step, values, "train", stage=self.state.stage, epoch=self.state.epoch)
         return shown
 
-    @torch.no_grad()
     def _validate(self, stage: Any) -> None:
-        """Validation metrics (rank 0's shard of the validation set) and the stage's examples."""
-        if self.val_loader is None or not self.dist.is_main:
+        """Validation metrics (rank 0's shard of the validation set) and the stage's examples; a
+        non-finite value stops training on every rank (a model that validates to NaN is not saved)."""
+        if self.val_loader is None:
             return
+        bad = self._validation(stage) if self.dist.is_main else []
+        if not distributed.all_true(not bad, self.dist):
+            raise TrainingError(f"stopped at step {self.state.step}: non-finite validation "
+                                f"{', '.join(bad) or '(on rank 0)'}; {self._last_good()} (lower train.optimizer.lr, "
+                                "set train.optimizer.grad_clip, or use precision fp32)")
+
+    @torch.no_grad()
+    def _validation(self, stage: Any) -> list[str]:
+        """Run and log the validation; → the names of its non-finite values."""
         self.model.eval()
         sums: dict[str, Any] = {}
         counts: dict[str, int] = {}
@@ -332,18 +405,21 @@ class Trainer:
             self.log.log_line(self.state.step, f"[bold]validation[/] · {where}", values)
             self.log.scalars(self.state.step, values, "val", stage=self.state.stage, epoch=self.state.epoch)
         self.model.train()
+        return [k for k, v in values.items() if not math.isfinite(v)]
 
     # ------------------------------------------------------------------ checkpoints
 
     def _save(self, opt: StageOptimizer, optimizer_stage: int) -> None:
+        self._guard_weights()
         if not self.dist.is_main:
             return
         state = self.state
         training = {"state": asdict(state), "optimizer_stage": optimizer_stage, "optimizer": opt.state_dict(),
-                    "rng": rng_states()}
+                    "rng": rng_states(), "metrics_rows": self.log.rows}
         info = {"training": {"step": state.step, "stage": self._stage_name(min(optimizer_stage, len(self.stages) - 1)),
                              "stage_index": optimizer_stage}}
-        path = self.checkpoints.save(state.step, self.model, self.recipe, training, extra_info=info)
+        path = self.checkpoints.save(state.step, self.model, self.recipe, training, extra_info=info,
+                                     max_abs=self.cfg.max_weight_abs)
         self._saved_step = state.step
         self.log.print(f"saved {path}")
 

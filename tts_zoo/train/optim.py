@@ -6,10 +6,19 @@ same for every group, whether or not it was stepped): constant (the reference's 
 its OneCycleLR has div_factor = final_div_factor = 1 and is never stepped) or cosine decay to 0 over
 the stage, after an optional linear warm-up.
 
+Betas (:func:`group_betas`): a group's own, else ``train.optimizer.betas``, else the reference's
+effective ones. The reference builds every AdamW with betas (0.0, 0.99) and wraps it in a OneCycleLR
+that it never steps; building one replaces beta1 by the schedule's first momentum, 0.85 (exactly
+0.85 + 0.05·(1 - cos(π/N)) for N scheduled steps: within 1e-5 of 0.85 from N = 160). A stage marks the
+groups the reference left wrapped with ``onecycle_beta1``; the others keep (0.0, 0.99).
+
 Guards: :meth:`StageOptimizer.backward` refuses a non-finite loss and :meth:`StageOptimizer.step` a
 non-finite gradient, by raising :class:`NonFiniteStep` before anything is applied; the loop then
 skips the rest of the step. The decision is taken on every rank together (a NaN on one rank skips the
-step everywhere, so DDP ranks never wait on each other).
+step everywhere, so DDP ranks never wait on each other). A group marked ``rollback`` (a GAN's
+discriminator, stepped before the generator's losses are known) is copied before its update, and
+:meth:`StageOptimizer.rollback` restores its weights and AdamW state when a later part of the same
+step is skipped: a skipped step leaves no update behind.
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ from tts_zoo.interfaces import StepContext
 from tts_zoo.train import TrainingError
 from tts_zoo.train.distributed import DistInfo, all_true, average_gradients
 
-_GROUP_KEYS = {"params", "lr", "betas", "weight_decay", "eps"}
+_ADAMW_KEYS = {"lr", "betas", "weight_decay", "eps"}
+_GROUP_KEYS = {"params", "onecycle_beta1", "rollback", *_ADAMW_KEYS}
+REFERENCE_BETAS = (0.0, 0.99)  # the reference's build_optimizer (optimizers.py)
+ONECYCLE_BETA1 = 0.85  # OneCycleLR's base_momentum: the beta1 its constructor leaves in a wrapped AdamW
 
 
 class NonFiniteStep(Exception):
@@ -34,6 +46,19 @@ class NonFiniteStep(Exception):
     def __init__(self, what: list[str]):
         super().__init__(", ".join(what))
         self.what = what
+
+
+def group_betas(group: Mapping[str, Any], config: Any) -> tuple[float, float]:
+    """AdamW betas of a parameter group (see the module docstring): the group's ``betas``; else
+    ``config.betas``; else (0.85, 0.99) for a group marked ``onecycle_beta1`` when
+    ``config.reference_onecycle_beta1``; else the reference's nominal (0.0, 0.99)."""
+    if "betas" in group:
+        return tuple(group["betas"])
+    if config.betas is not None:
+        return tuple(config.betas)
+    if group.get("onecycle_beta1") and config.reference_onecycle_beta1:
+        return (ONECYCLE_BETA1, REFERENCE_BETAS[1])
+    return REFERENCE_BETAS
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:
@@ -51,7 +76,9 @@ class StageOptimizer(StepContext):
     Args:
         model: the model (``zero_grad()`` without names clears all of its gradients).
         groups: ``Stage.parameter_groups`` output: name → {"params", and optionally "lr", "betas",
-            "weight_decay", "eps"}.
+            "weight_decay", "eps" (AdamW settings), "onecycle_beta1" (the reference's OneCycleLR wraps
+            this group: see :func:`group_betas`), "rollback" (undo this group's update when a later
+            part of the step is skipped)}.
         config: ``tts_zoo.recipe.OptimizerConfig`` (defaults, clipping, schedule).
         total_steps: the stage's length in steps (for the cosine schedule).
         dist: the process's DDP info (gradients averaged over ranks after each backward).
@@ -70,6 +97,8 @@ class StageOptimizer(StepContext):
         self.total_steps = total_steps
         self.stage_step = 0  # steps taken in this stage (drives the learning-rate schedule)
         self.grad_norms: dict[str, Tensor] = {}
+        self.rollback_groups: set[str] = set()
+        self._undo: dict[str, list[tuple[Tensor, Tensor, Optional[dict[str, Any]]]]] = {}
         seen: dict[int, str] = {}
         for name, group in groups.items():
             unknown = set(group) - _GROUP_KEYS
@@ -87,10 +116,12 @@ class StageOptimizer(StepContext):
             self.optimizers[name] = torch.optim.AdamW(
                 params,
                 lr=group.get("lr", config.lr),
-                betas=tuple(group.get("betas", config.betas)),
+                betas=group_betas(group, config),
                 weight_decay=group.get("weight_decay", config.weight_decay),
                 eps=group.get("eps", config.eps),
             )
+            if group.get("rollback"):
+                self.rollback_groups.add(name)
             self.base_lrs[name] = self.optimizers[name].param_groups[0]["lr"]
         self._all_params = [p for ps in self.params.values() for p in ps]
         self._set_lrs()
@@ -127,6 +158,8 @@ class StageOptimizer(StepContext):
         if bad:
             raise NonFiniteStep([f"gradient of {n}" for n in bad])
         for name in names:
+            if name in self.rollback_groups and name not in self._undo:
+                self._undo[name] = self._snapshot(name)
             self.optimizers[name].step()
         self.grad_norms.update({n: v.detach() for n, v in norms.items()})
 
@@ -139,6 +172,33 @@ class StageOptimizer(StepContext):
                 self.optimizers[name].zero_grad(set_to_none=True)
 
     # ---------------------------------------------------------------- the loop's side
+
+    def commit(self) -> None:
+        """The updates so far are final: drop the copies kept to undo them (the loop calls it before
+        and after every step)."""
+        self._undo.clear()
+
+    def _snapshot(self, name: str) -> list[tuple[Tensor, Tensor, Optional[dict[str, Any]]]]:
+        state = self.optimizers[name].state
+        return [(p, p.detach().clone(),
+                 {k: v.clone() if isinstance(v, Tensor) else v for k, v in state[p].items()} if p in state else None)
+                for p in self.params[name]]
+
+    @torch.no_grad()
+    def rollback(self) -> list[str]:
+        """Undo this step's updates of the ``rollback`` groups (weights and AdamW state as before
+        them); returns the groups undone. Other buffers a forward pass changed are not restored."""
+        undone = sorted(self._undo)
+        for name in undone:
+            state = self.optimizers[name].state
+            for p, value, saved in self._undo[name]:
+                p.copy_(value)
+                if saved is None:
+                    state.pop(p, None)
+                else:
+                    state[p] = saved
+        self._undo.clear()
+        return undone
 
     def _set_lrs(self) -> None:
         factor = lr_factor(self.stage_step, self.total_steps, self.config.schedule, self.config.warmup_steps)

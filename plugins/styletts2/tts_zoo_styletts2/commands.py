@@ -7,11 +7,11 @@ a key that does not map is an error, never a silently random weight. What is kep
 * by default an **inference model**: the training-only modules (text aligner, pitch extractor, MPD,
   MSD and the WavLM discriminator) are dropped. Synthesis needs none of them, the file is smaller,
   and neither the Utils/ASR and Utils/JDC weights nor WavLM are needed.
-* with ``--keep-training-modules`` also the aligner, pitch extractor, MPD and MSD (to fine-tune from
-  the checkpoint); a kept module missing from the checkpoint starts from the Utils file the config
-  names (``ASR_path``, ``F0_path``, or ``--asr`` / ``--jdc``). The WavLM discriminator is always
-  dropped: its WavLM comes from the Hugging Face hub, not from the checkpoint; a fine-tuning recipe
-  adds it back.
+* with ``--keep-training-modules`` also the aligner, pitch extractor, MPD, MSD and the WavLM
+  discriminator's head (to fine-tune from the checkpoint: ``recipes/*_finetune.yaml``); a kept aligner
+  or pitch extractor missing from the checkpoint starts from the Utils file the config names
+  (``ASR_path``, ``F0_path``, or ``--asr`` / ``--jdc``). WavLM itself is not stored: it is loaded from
+  the Hugging Face cache (the config's ``slm.model``) when training first uses it, not by the import.
 
 This module imports no torch at import time (the CLI imports it to build its command table).
 """
@@ -109,7 +109,8 @@ def import_reference_model(
     if not config.is_file():
         raise CheckpointError(f"{config}: config file not found")
     present = _checkpoint_modules(checkpoint)
-    kept_training = [m for m in TRAINING_ONLY if m != "wd"] if keep_training_modules else []
+    # The WavLM head is kept only from the checkpoint (it has no Utils file).
+    kept_training = [m for m in TRAINING_ONLY if m != "wd" or m in present] if keep_training_modules else []
     need_aux = {m for m in kept_training if m in AUX_WEIGHTS and m not in present}
     cfg = _resolved_config(config, asr, jdc, plbert, need_aux)
 
@@ -161,7 +162,7 @@ def import_styletts2(
     plbert: Optional[Path] = typer.Option(None, "--plbert", help="Utils/PLBERT folder (default: the config's PLBERT_dir)."),
     name: Optional[str] = typer.Option(None, "--name", help="Recipe name (default: from the config file)."),
     keep_training_modules: bool = typer.Option(
-        False, "--keep-training-modules", help="Keep the aligner, pitch extractor, MPD and MSD (for fine-tuning)."),
+        False, "--keep-training-modules", help="Keep the aligner, pitch extractor, MPD, MSD, WavLM head (to fine-tune)."),
 ) -> None:
     """Convert an official StyleTTS 2 model into a tts-zoo model (strict loading, with a report)."""
     report = import_reference_model(config, checkpoint, out, asr, jdc, plbert, name, keep_training_modules)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import warnings
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.weight_norm import WeightNorm
 
 
 def weight_norm(module: nn.Module) -> nn.Module:
@@ -25,12 +27,20 @@ def weight_norm(module: nn.Module) -> nn.Module:
 
 
 def remove_weight_norm(module: nn.Module) -> None:
-    """Fold every old-style weight norm below ``module`` into a plain weight (for inference)."""
+    """Fold every old-style weight norm below ``module`` into a plain weight (for inference).
+
+    The same numbers as ``nn.utils.remove_weight_norm`` (its own ``compute_weight``), written into
+    ``weight_v``'s memory: folding a loaded model allocates nothing that outlives one layer.
+    """
     for child in module.modules():
-        if hasattr(child, "weight_g") and hasattr(child, "weight_v"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                nn.utils.remove_weight_norm(child)
+        for key, hook in list(child._forward_pre_hooks.items()):
+            if isinstance(hook, WeightNorm):
+                v = child._parameters[hook.name + "_v"]
+                with torch.no_grad():
+                    v.copy_(hook.compute_weight(child))
+                delattr(child, hook.name)  # the weight computed at the last call
+                del child._parameters[hook.name + "_g"], child._parameters[hook.name + "_v"], child._forward_pre_hooks[key]
+                setattr(child, hook.name, nn.Parameter(v.detach(), requires_grad=v.requires_grad))
 
 
 def packed_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor, total_length: int) -> Tensor:

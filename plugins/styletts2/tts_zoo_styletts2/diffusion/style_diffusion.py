@@ -8,7 +8,8 @@ sampling, with the network at ``net``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Optional
 
 import torch
@@ -48,9 +49,12 @@ class StyleDiffusion(interfaces.StyleDiffusion):
     ``channels`` = 2·style_dim is the width of the sampled vector.
 
     ``sigma_data`` is a buffer (saved in checkpoints). With ``estimate_sigma_data`` the training stage
-    calls :meth:`update_sigma_data` on each batch's target styles: that batch's std is used for the
-    step (as the reference's train_second.py does) and the buffer keeps the running mean of the batch
-    estimates (the value the reference writes to its config), which is what a reloaded model uses.
+    runs each step inside :meth:`batch_sigma_data` of the batch's target styles: that batch's std is
+    σ_d for everything the step computes (EDM loss, training-time sampling), in train and eval mode
+    alike, as the reference's train_second.py sets it before every step; when the step completes, the
+    buffer takes it into its running mean of the batch estimates (the value the reference writes to
+    its config), which is what sampling outside a step and a reloaded model use. A skipped step
+    (an exception inside the block, e.g. a non-finite loss) leaves the buffer as it was.
 
     Args:
         style_dim: Style width of one encoder (the sampled vector has 2 × style_dim).
@@ -112,25 +116,31 @@ class StyleDiffusion(interfaces.StyleDiffusion):
 
     @property
     def current_sigma_data(self) -> float:
-        """σ_d in use: the latest batch estimate in train mode, else the buffer (so an eval-mode model
+        """σ_d in use: the batch estimate inside :meth:`batch_sigma_data`, else the buffer (so a model
         in memory samples exactly as the same model saved and reloaded)."""
-        if self.training and self._batch_sigma_data is not None:
+        if self._batch_sigma_data is not None:
             return self._batch_sigma_data
         return float(self.sigma_data)
 
-    @torch.no_grad()
-    def update_sigma_data(self, x: Tensor) -> float:
-        """Estimate σ_d from a batch of target styles x [B, ..., 2·style_dim] (no-op unless
-        ``estimate_sigma_data``): mean over items of the std over the style axis (the reference's
-        ``s_trg.std(axis=-1).mean()``). Returns the σ_d now in use."""
+    @contextlib.contextmanager
+    def batch_sigma_data(self, x: Tensor) -> Iterator[float]:
+        """Use the σ_d of a batch of target styles x [B, ..., 2·style_dim] inside the block: mean over
+        items of the std over the style axis (the reference's ``s_trg.std(axis=-1).mean()``), no
+        gradient. When the block completes, the ``sigma_data`` buffer takes it into its running mean
+        (the first estimate replaces the configured placeholder); an exception leaves the buffer as it
+        was. Without ``estimate_sigma_data`` the configured σ_d stays in use. Yields the σ_d in use."""
         if not self.estimate_sigma_data:
-            return self.current_sigma_data
+            yield self.current_sigma_data
+            return
         batch = float(x.detach().std(dim=-1).mean())
-        self.sigma_data_updates += 1
-        # Running mean; the first estimate replaces the configured placeholder.
-        self.sigma_data += (batch - self.sigma_data) / self.sigma_data_updates
         self._batch_sigma_data = batch
-        return batch
+        try:
+            yield batch
+        finally:
+            self._batch_sigma_data = None
+        with torch.no_grad():  # reached only when the block raised nothing
+            self.sigma_data_updates += 1
+            self.sigma_data += (batch - self.sigma_data) / self.sigma_data_updates
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Reference checkpoints keep sigma_data in their config, not in the state dict: a missing

@@ -144,7 +144,7 @@ class JDCNet(PitchExtractor):
 
     def _classify(self, mel: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
         n_frames = mel.shape[-1]
-        x = mel.float().transpose(-1, -2)  # [B, 1, F, n_mels]
+        x = mel.to(self.conv_block[0].weight.dtype).transpose(-1, -2)  # [B, 1, F, n_mels] (the reference: .float())
         conv = self.conv_block(x)
         res1 = self.res_block1(conv)
         res2 = self.res_block2(res1)

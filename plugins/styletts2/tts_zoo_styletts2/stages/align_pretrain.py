@@ -21,7 +21,7 @@ from tts_zoo.audio import length_to_mask
 from tts_zoo.interfaces import Stage, StepContext
 from tts_zoo_styletts2.aligner.monotonic import mask_from_lens, maximum_path
 from tts_zoo_styletts2.losses.aligner import AlignerS2SLoss
-from tts_zoo_styletts2.stages.common import ctc_loss, ctc_path, ctc_targets, require_modules
+from tts_zoo_styletts2.stages.common import ctc_loss, ctc_path, ctc_targets, require_modules, step_limit
 
 
 def guided_attention_weights(text_lengths: Tensor, frame_lengths: Tensor, n_text: int, n_frames: int,
@@ -103,6 +103,7 @@ class AlignerPretrainStage(Stage):
         guide_target: What the attention is guided towards: "diagonal" (Tachibana et al.), or "ctc": after the warm-up, the CTC head's own forced alignment (MAS over its log-probabilities), which teaches the decoder where each token really is.
         batch_size: Items per batch in this stage (None = the recipe's data.batch_size); the aligner is small, larger batches train it faster.
         lr: Learning rate of this stage (None = train.optimizer.lr).
+        max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
         ctc_warmup_epochs: Epochs at the start that train the CNN with the CTC loss alone (no attention decoder: several times cheaper per step); from scratch, CTC first leaves its plateau, then the decoder learns to attend on features that already tell phonemes apart.
     """
 
@@ -117,8 +118,10 @@ class AlignerPretrainStage(Stage):
         ctc_warmup_epochs: int = 0,
         batch_size: Optional[int] = None,
         lr: Optional[float] = None,
+        max_steps: Optional[int] = None,
     ):
         self.epochs = epochs
+        self.max_steps = step_limit(max_steps)
         self.weights = {"ctc": lambda_ctc, "s2s": lambda_s2s, "guide": lambda_guide}
         self.guide_sigma = guide_sigma
         self.guide_target = guide_target

@@ -19,6 +19,13 @@ SAMPLES_PER_FRAME = 600  # one text-aligned frame = 2 mel frames of hop 300
 MIN_CLIP_MEL_FRAMES = 80  # the reference skips a batch whose clips are shorter (the style encoder needs them longer)
 
 
+def step_limit(max_steps: Optional[int]) -> Optional[int]:
+    """A stage's ``max_steps`` argument, checked: a positive number of steps, or None (the loop reads it)."""
+    if max_steps is not None and max_steps <= 0:
+        raise ValueError(f"max_steps must be a positive number of steps or null, got {max_steps}")
+    return max_steps
+
+
 def require_modules(model: nn.Module, stage: str, names: Sequence[str]) -> None:
     """Fail early and clearly when the recipe left out a training-only module the stage needs."""
     missing = [n for n in names if getattr(model, n, None) is None]

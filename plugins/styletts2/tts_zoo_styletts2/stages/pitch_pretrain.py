@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tts_zoo.audio import length_to_mask
 from tts_zoo.errors import TTSZooError
 from tts_zoo.interfaces import Stage, StageData, StepContext
-from tts_zoo_styletts2.stages.common import module_groups, require_modules
+from tts_zoo_styletts2.stages.common import module_groups, require_modules, step_limit
 
 
 class PitchCrops(NamedTuple):
@@ -87,6 +87,7 @@ class JDCPitchPretrainStage(Stage):
         lambda_voicing: Weight of the voicing (silence) BCE loss (reference: 1).
         lr: Learning rate of the pitch extractor (reference: 3e-4; None = train.optimizer.lr).
         head_init_scale: Factor on the F0 head's initial weights in a fresh run (1 = the reference's init).
+        max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
     """
 
     def __init__(
@@ -97,10 +98,12 @@ class JDCPitchPretrainStage(Stage):
         lambda_voicing: float = 1.0,
         lr: Optional[float] = 3e-4,
         head_init_scale: float = 30.0,
+        max_steps: Optional[int] = None,
     ):
         if crop_frames < 8:
             raise ValueError(f"styletts2_pitch_pretrain: crop_frames must be at least 8, got {crop_frames}")
         self.epochs = epochs
+        self.max_steps = step_limit(max_steps)
         self.crop_frames = crop_frames
         self.lambda_f0, self.lambda_voicing = lambda_f0, lambda_voicing
         self.lr = lr

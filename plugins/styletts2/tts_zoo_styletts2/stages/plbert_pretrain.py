@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from tts_zoo.interfaces import Stage, StageData, StepContext
 from tts_zoo.train import TrainingError
+from tts_zoo_styletts2.stages.common import step_limit
 from tts_zoo_styletts2.stages.plbert_data import IGNORE, PLBertTextDataset, TextBatch, collate_text, load_corpus
 
 logger = logging.getLogger("tts_zoo.train")
@@ -70,6 +71,7 @@ class PLBertPretrainStage(Stage):
         max_tokens: Longest item in tokens; longer sentences are split at word boundaries (at most PL-BERT's max_position_embeddings).
         lr: AdamW learning rate (the reference's 1e-4; betas 0.9/0.999, eps 1e-6, no weight decay, as transformers' AdamW it used).
         batch_size: Sentences per batch and rank; None = data.batch_size.
+        max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
     """
 
     def __init__(
@@ -84,10 +86,12 @@ class PLBertPretrainStage(Stage):
         max_tokens: int = 512,
         lr: float = 1e-4,
         batch_size: Optional[int] = None,
+        max_steps: Optional[int] = None,
     ):
         if not 0 <= random_fraction + keep_fraction <= 1:
             raise ValueError(f"random_fraction + keep_fraction must lie in [0, 1], got {random_fraction + keep_fraction}")
         self.epochs = epochs
+        self.max_steps = step_limit(max_steps)
         self.corpus = corpus
         self.val_fraction = val_fraction
         self.masking = {"mask_prob": mask_prob, "random_fraction": random_fraction, "keep_fraction": keep_fraction}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from tts_zoo_styletts2.losses.slm import WavLMFeatureLoss
 from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
 from tts_zoo_styletts2.stages.common import (
     AlignmentSource, align, crop, detached, discriminators, full_length_example, judge, module_groups, prosody_targets,
-    require_modules, slm_feature_loss, training_clips, weighted,
+    require_modules, slm_feature_loss, step_limit, training_clips, weighted,
 )
 
 TRAINED = ("text_encoder", "style_encoder", "decoder", "text_aligner")
@@ -36,6 +36,10 @@ class StyleTTS2Stage1(Stage):
     Trained: text encoder, acoustic style encoder and decoder (every step); text aligner and MPD/MSD
     from ``tma_epoch``. PL-BERT, the prosody predictor and encoder, the diffusion model and the pitch
     extractor do not change (the reference steps the pitch extractor too, but no gradient reaches it).
+    Every group is one the reference wraps in its never-stepped OneCycleLR (``onecycle_beta1``: AdamW
+    beta1 0.85 unless the recipe sets train.optimizer.betas). The discriminator step comes before the
+    generator's losses, as in the reference; when those turn out non-finite and the step is skipped,
+    the loop undoes the discriminators' update too (``rollback``), so a skipped step changes nothing.
 
     Args:
         epochs: Epochs of this stage (the reference's epochs_1st).
@@ -46,6 +50,8 @@ class StyleTTS2Stage1(Stage):
         lambda_mono: Weight of the monotonic alignment loss.
         lambda_s2s: Weight of the aligner's sequence-to-sequence loss.
         alignment: Where the monotonic path comes from: "attention" (MAS over the aligner's attention, the reference) or "ctc" (MAS over its CTC head's log-probabilities: for an aligner pretrained from scratch in minutes by styletts2_align_pretrain; the hard path is then used on every step and the aligner is not trained further, so no s2s/mono losses).
+        max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
+        lr: Learning rate of this stage's groups (None = train.optimizer.lr); the demo trains stage 1 faster than stage 2.
     """
 
     manual_optimization = True
@@ -60,8 +66,12 @@ class StyleTTS2Stage1(Stage):
         lambda_mono: float = 1.0,
         lambda_s2s: float = 1.0,
         alignment: AlignmentSource = "attention",
+        max_steps: Optional[int] = None,
+        lr: Optional[float] = None,
     ):
         self.epochs = epochs
+        self.lr = lr
+        self.max_steps = step_limit(max_steps)
         self.tma_epoch = tma_epoch
         self.alignment = alignment
         self.weights = {"mel": lambda_mel, "mono": lambda_mono, "s2s": lambda_s2s, "gen": lambda_gen, "slm": lambda_slm}
@@ -78,7 +88,11 @@ class StyleTTS2Stage1(Stage):
         self.max_frames = recipe.data.max_frames
 
     def parameter_groups(self, model: nn.Module, config: Any) -> dict[str, dict[str, Any]]:
-        return module_groups(model, TRAINED + (tuple(discriminators(model)) if self.weights["gen"] else ()))
+        own_lr = {} if self.lr is None else {"lr": self.lr}
+        groups = module_groups(model, TRAINED, onecycle_beta1=True, **own_lr)
+        if self.weights["gen"]:
+            groups.update(module_groups(model, tuple(discriminators(model)), onecycle_beta1=True, rollback=True, **own_lr))
+        return groups
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
         clips = training_clips(batch, self.max_frames)

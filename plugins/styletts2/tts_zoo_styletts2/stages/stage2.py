@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Optional
 
@@ -19,7 +20,7 @@ from tts_zoo_styletts2.losses.slm_adversarial import SLMAdversarialLoss
 from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
 from tts_zoo_styletts2.stages.common import (
     AlignmentSource, align, clip_lengths, crop, crop_waves, detached, discriminators, judge, module_groups, prosody_targets,
-    random_starts, require_modules, slm_feature_loss, training_clips, weighted,
+    random_starts, require_modules, slm_feature_loss, step_limit, training_clips, weighted,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,17 @@ class StyleTTS2Stage2(Stage):
     (lr) from ``diff_epoch``; the decoder and the acoustic style encoder (ft_lr) from ``joint_epoch``;
     the WavLM head (lr) from ``joint_epoch``. At the start of the stage the prosodic style encoder is
     initialised as a copy of the acoustic one (the reference's ``predictor_encoder = deepcopy(style_encoder)``).
+    AdamW betas as the reference leaves them: PL-BERT's own, the decoder's and acoustic style
+    encoder's reset to (0.0, 0.99), every other group wrapped in its never-stepped OneCycleLR
+    (``onecycle_beta1``: beta1 0.85) — unless the recipe sets train.optimizer.betas.
+
+    σ_d: from ``diff_epoch`` the whole step runs with the batch's σ_d (the std of its target styles;
+    :meth:`StyleDiffusion.batch_sigma_data`), as the reference sets it before every step; the
+    diffusion's running estimate (used for sampling outside training) takes it in only when the step
+    completes. Skipped steps: the discriminator updates (MPD/MSD, and the WavLM head in the SLM
+    adversarial part) are undone by the loop when a later loss or gradient of the same step is
+    non-finite (``rollback``). The SLM adversarial part comes after the step's main update: a
+    non-finite value there skips only that part (the main update stays, the step is logged as skipped).
 
     Args:
         epochs: Epochs of this stage (the reference's epochs_2nd).
@@ -76,6 +88,7 @@ class StyleTTS2Stage2(Stage):
         slmadv_sig: SLM adversarial: width of the Gaussian kernel of the differentiable durations.
         init_predictor_encoder: Start the prosodic style encoder as a copy of the acoustic one (off to fine-tune a stage-2 model).
         alignment: Where the monotonic path and the duration targets come from: "attention" (the reference) or "ctc" (the aligner's CTC forced alignment; use the same as in stage 1).
+        max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
     """
 
     manual_optimization = True
@@ -103,8 +116,10 @@ class StyleTTS2Stage2(Stage):
         slmadv_sig: float = 1.5,
         init_predictor_encoder: bool = True,
         alignment: AlignmentSource = "attention",
+        max_steps: Optional[int] = None,
     ):
         self.epochs = epochs
+        self.max_steps = step_limit(max_steps)
         self.diff_epoch = diff_epoch
         self.joint_epoch = joint_epoch
         self.init_predictor_encoder = init_predictor_encoder
@@ -142,10 +157,11 @@ class StyleTTS2Stage2(Stage):
             else list(plbert.parameters())
         groups = {"bert": {"params": body, "lr": config.bert_lr, "betas": BERT_BETAS, "weight_decay": BERT_WEIGHT_DECAY}}
         if projection is not None:
-            groups["bert_encoder"] = {"params": list(projection.parameters())}
-        groups.update(module_groups(model, ("predictor", "predictor_encoder", "diffusion")))
+            groups["bert_encoder"] = {"params": list(projection.parameters()), "onecycle_beta1": True}
+        groups.update(module_groups(model, ("predictor", "predictor_encoder", "diffusion"), onecycle_beta1=True))
         groups.update(module_groups(model, ("style_encoder", "decoder"), lr=config.ft_lr))
-        groups.update(module_groups(model, (*(discriminators(model) if self.weights["gen"] else ()), "slm_discriminator")))
+        discs = (*(discriminators(model) if self.weights["gen"] else ()), "slm_discriminator")
+        groups.update(module_groups(model, discs, onecycle_beta1=True, rollback=True))
         return groups
 
     # ------------------------------------------------------------------ training
@@ -182,59 +198,62 @@ class StyleTTS2Stage2(Stage):
 
         gs, s_dur = self._global_styles(model, batch)
         s_trg = torch.cat([gs, s_dur], dim=-1).detach()
-        bert_dur = model.plbert(texts, attention_mask=(~text_mask).int())
-        d_en = model.plbert.project(bert_dur)
+        # This batch's σ_d for the whole step (the reference's train_second.py); folded into the
+        # diffusion's running estimate only if the step completes.
+        sigma_data = model.diffusion.batch_sigma_data(s_trg) if diffusion_on else contextlib.nullcontext()
+        with sigma_data:
+            bert_dur = model.plbert(texts, attention_mask=(~text_mask).int())
+            d_en = model.plbert.project(bert_dur)
 
-        terms: dict[str, Any] = {}
-        if diffusion_on:
-            terms.update(self._diffusion_losses(model, s_trg, bert_dur, ref))
-        logits, encoded = model.predictor.predict_durations(d_en, s_dur, text_lengths, text_mask)
-        prosody = encoded.transpose(1, 2) @ aln.path  # [B, C + S, F/2]
+            terms: dict[str, Any] = {}
+            if diffusion_on:
+                terms.update(self._diffusion_losses(model, s_trg, bert_dur, ref))
+            logits, encoded = model.predictor.predict_durations(d_en, s_dur, text_lengths, text_mask)
+            prosody = encoded.transpose(1, 2) @ aln.path  # [B, C + S, F/2]
 
-        starts = random_starts(batch.output_lengths, clip_frames)
-        st_starts = random_starts(batch.output_lengths, st_frames)
-        en, p_en = crop(asr, starts, clip_frames), crop(prosody, starts, clip_frames)
-        gt, wav = crop(batch.mels, starts, clip_frames, 2), crop_waves(batch.waves, starts, clip_frames)
-        st = crop(batch.mels, st_starts, st_frames, 2) if model.multispeaker else gt
-        s_dur_clip = model.predictor_encoder(st.unsqueeze(1))
-        style = model.style_encoder(st.unsqueeze(1))
-        f0_real, energy_real = prosody_targets(model, gt)
-        with torch.no_grad():
-            y_rec_gt_pred = model.decoder(en, f0_real, energy_real, style)
-        target = wav if joint else y_rec_gt_pred  # the decoder is fixed until joint_epoch: match its own output
+            starts = random_starts(batch.output_lengths, clip_frames)
+            st_starts = random_starts(batch.output_lengths, st_frames)
+            en, p_en = crop(asr, starts, clip_frames), crop(prosody, starts, clip_frames)
+            gt, wav = crop(batch.mels, starts, clip_frames, 2), crop_waves(batch.waves, starts, clip_frames)
+            st = crop(batch.mels, st_starts, st_frames, 2) if model.multispeaker else gt
+            s_dur_clip = model.predictor_encoder(st.unsqueeze(1))
+            style = model.style_encoder(st.unsqueeze(1))
+            f0_real, energy_real = prosody_targets(model, gt)
+            with torch.no_grad():
+                y_rec_gt_pred = model.decoder(en, f0_real, energy_real, style)
+            target = wav if joint else y_rec_gt_pred  # the decoder is fixed until joint_epoch: match its own output
 
-        f0_fake, energy_fake = model.predictor.predict_f0_energy(p_en, s_dur_clip)
-        y_rec = model.decoder(en, f0_fake, energy_fake, style)
-        terms["f0"] = self.f0_loss(f0_real, f0_fake)
-        terms["norm"] = self.energy_loss(energy_real, energy_fake)
+            f0_fake, energy_fake = model.predictor.predict_f0_energy(p_en, s_dur_clip)
+            y_rec = model.decoder(en, f0_fake, energy_fake, style)
+            terms["f0"] = self.f0_loss(f0_real, f0_fake)
+            terms["norm"] = self.energy_loss(energy_real, energy_fake)
 
-        discs = discriminators(model) if self.weights["gen"] else {}
-        if diffusion_on and discs:
-            d_loss = self.discriminator_loss(judge(discs, target, y_rec.detach()))
-            ctx.backward(d_loss, {"disc": d_loss})
-            ctx.step(*discs)
-            ctx.zero_grad()
-            terms["disc"] = d_loss.detach()
-        terms["mel"] = self.stft(y_rec, target)
-        if diffusion_on and discs:
-            terms["gen"] = self.generator_loss(judge(discs, target, y_rec, for_generator=True))
-        if model.slm_discriminator is not None:
-            terms["slm"] = slm_feature_loss(model, self.slm_loss, target, y_rec)
-        terms["ce"] = self.duration_bce(logits, aln.durations, text_lengths)
-        terms["dur"] = self.duration_l1(logits, aln.durations, text_lengths)
-        loss = weighted(terms, self.weights)
-        ctx.backward(loss, terms)
-        ctx.step("bert", "bert_encoder", "predictor", "predictor_encoder",
-                 *(("diffusion",) if diffusion_on else ()), *(("style_encoder", "decoder") if joint else ()))
+            discs = discriminators(model) if self.weights["gen"] else {}
+            if diffusion_on and discs:
+                d_loss = self.discriminator_loss(judge(discs, target, y_rec.detach()))
+                ctx.backward(d_loss, {"disc": d_loss})
+                ctx.step(*discs)
+                ctx.zero_grad()
+                terms["disc"] = d_loss.detach()
+            terms["mel"] = self.stft(y_rec, target)
+            if diffusion_on and discs:
+                terms["gen"] = self.generator_loss(judge(discs, target, y_rec, for_generator=True))
+            if model.slm_discriminator is not None:
+                terms["slm"] = slm_feature_loss(model, self.slm_loss, target, y_rec)
+            terms["ce"] = self.duration_bce(logits, aln.durations, text_lengths)
+            terms["dur"] = self.duration_l1(logits, aln.durations, text_lengths)
+            loss = weighted(terms, self.weights)
+            ctx.backward(loss, terms)
+            ctx.step("bert", "bert_encoder", "predictor", "predictor_encoder",
+                     *(("diffusion",) if diffusion_on else ()), *(("style_encoder", "decoder") if joint else ()))
 
-        if joint and model.slm_discriminator is not None:
-            terms.update(self._slm_adversarial(model, batch, ctx, wav, y_rec_gt_pred, s_trg, ref))
-        return detached({"loss": loss, **terms})
+            if joint and model.slm_discriminator is not None:
+                terms.update(self._slm_adversarial(model, batch, ctx, wav, y_rec_gt_pred, s_trg, ref))
+            return detached({"loss": loss, **terms})
 
     def _diffusion_losses(self, model: nn.Module, s_trg: Tensor, bert_dur: Tensor, ref: Optional[Tensor]) -> dict[str, Tensor]:
         """EDM loss on the target styles and the L1 between them and styles sampled in 3-4 steps."""
         diffusion = model.diffusion
-        diffusion.update_sigma_data(s_trg)  # a no-op unless estimate_sigma_data (the batch's std, as the reference)
         num_steps = int(torch.randint(3, 5, ()).item())
         noise = torch.randn_like(s_trg).unsqueeze(1)
         s_preds = diffusion.sample(noise, bert_dur, features=ref, sampler=model.sampler, schedule=model.schedule,
