@@ -327,10 +327,18 @@ class StepContext(abc.ABC):
     step (the loop skips it and names the non-finite ``terms``). ``step(*groups)`` applies the named
     optimizer groups (see :meth:`Stage.parameter_groups`), clipping first; a non-finite gradient
     aborts the step too. ``zero_grad(*groups)`` clears the named groups' gradients (all without names).
+    ``agree(value, op)`` combines a number (or bool, or a tuple of them) over the DDP ranks ("min",
+    "max", "sum"): a stage that steps its own optimizers must take the same branches on every rank
+    (each backward pass is a collective), so a decision made from a rank's own batch — a clip length,
+    skipping a part of the step — is agreed before it is acted on.
     """
 
     epoch: int
     global_step: int
+
+    def agree(self, value: Any, op: str = "min") -> Any:
+        """``value`` combined over the ranks by ``op``; itself in a single process."""
+        return value
 
     @abc.abstractmethod
     def backward(self, loss: Tensor, terms: Optional[dict[str, Any]] = None, retain_graph: bool = False) -> None: ...

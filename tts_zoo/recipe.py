@@ -42,7 +42,8 @@ class DataConfig(_Strict):
         None, description="how to make the manifests when missing: `tts-zoo prepare` arguments (corpus, source, ...)"
     )
     sample_rate: int = Field(24000, description="audio sample rate the model works at")
-    batch_size: int = Field(16, gt=0, description="utterances per batch (per process)")
+    batch_size: int = Field(16, gt=0, description="utterances per batch and process: a step with torchrun trains on "
+                                                   "batch_size × processes × train.accumulate utterances")
     max_frames: int = Field(400, gt=0, description="longest training crop in mel frames (the reference's max_len)")
     min_frames: int = Field(80, ge=0, description="shorter clips are skipped (the style encoder needs >= 65)")
     ref_frames: int = Field(192, gt=0, description="length of the same-speaker reference clip in mel frames")
@@ -86,6 +87,8 @@ class TrainConfig(_Strict):
         "fp32", description="bf16 = bfloat16 autocast of the forward passes (fp16 overflows in StyleTTS 2's losses)")
     max_steps: Optional[int] = Field(None, gt=0, description="stop after this many steps in total (None = stages' epochs; "
                                                              "a stage's own limit is train.stages.N.max_steps)")
+    accumulate: int = Field(1, gt=0, description="gradient accumulation: one optimizer step per N batches (each "
+                                                 "loss divided by N: the update of one batch N times larger)")
     log_every: int = Field(10, gt=0, description="log losses every N steps")
     save_every: int = Field(1000, gt=0, description="write a checkpoint every N steps (and at the end of each epoch)")
     keep_checkpoints: int = Field(3, gt=0, description="how many recent checkpoints to keep")

@@ -112,10 +112,11 @@ class TrainLogger:
         self._t0, self._steps = time.perf_counter(), 0
         self._last_line = self._t0
 
-    def advance(self) -> None:
+    def advance(self, batches: int = 1) -> None:
+        """One step done, over ``batches`` batches (train.accumulate)."""
         self._steps += 1
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=1)
+            self._progress.update(self._task, advance=batches)
 
     def advance_info(self, info: str) -> None:
         """Show ``info`` (the last logged losses) beside the progress bar."""

@@ -5,8 +5,14 @@ owns everything that is not particular to a model:
 
 - **device and DDP**: ``train.device`` ('auto' = CUDA when available); launched by ``torchrun``
   (``torchrun --nproc_per_node 2 -m tts_zoo train recipe.yaml``) each rank trains on its shard of the
-  length-bucketed batches, gradients are averaged over ranks before every optimizer step (NCCL on
-  CUDA, gloo on CPU) and only rank 0 writes logs and checkpoints;
+  length-bucketed batches (``data.batch_size`` items per process), each optimizer group's gradients
+  are averaged over the ranks by its DistributedDataParallel wrapper during the backward pass (NCCL
+  on CUDA, gloo on CPU; see :mod:`tts_zoo.train.distributed`), buffers follow rank 0's after every
+  step, logged training losses are means over every rank's batches, and only rank 0 writes logs and
+  checkpoints (its shard of the validation set);
+- **gradient accumulation**: ``train.accumulate: N`` makes one optimizer step of N batches (the
+  gradient of one batch N times larger; DDP synchronises once per step where it can, see
+  :mod:`tts_zoo.train.optim`); steps, ``max_steps``, ``log_every`` and ``save_every`` count optimizer steps;
 - **precision**: ``train.precision: bf16`` runs the stage's forward passes under bfloat16 autocast;
 - **optimizers**: one AdamW (+ schedule) per parameter group the stage names, gradient clipping
   (``train.optimizer.grad_clip``), see :mod:`tts_zoo.train.optim`;
@@ -240,7 +246,7 @@ class Trainer:
             self._use_data(stage)
             groups = stage.parameter_groups(self.model, self.cfg.optimizer)
             limit = self._stage_limit(index)
-            total = stage.epochs * self.batches.epoch_length
+            total = stage.epochs * self._epoch_steps()
             opt = StageOptimizer(self.model, groups, self.cfg.optimizer, min(total, limit or total), self.dist)
             if resumed:
                 opt.load_state_dict(training["optimizer"])
@@ -284,7 +290,8 @@ class Trainer:
 
     def _train_epoch(self, stage: Any, opt: StageOptimizer, limit: Optional[int]) -> str:
         """Train the rest of the current epoch → "epoch" (it ended), "stage" (the stage's own
-        ``max_steps`` reached) or "max_steps" (``train.max_steps`` reached)."""
+        ``max_steps`` reached) or "max_steps" (``train.max_steps`` reached). A step is one optimizer
+        update over ``train.accumulate`` batches (fewer at the end of an epoch)."""
         cfg, state = self.cfg, self.state
         epoch_id = 1000 * state.stage + state.epoch  # the data's order and draws depend on (seed, stage, epoch)
         self.batches.set_epoch(epoch_id, skip=state.batch)
@@ -298,32 +305,23 @@ class Trainer:
         sums: dict[str, Any] = {}
         counts: dict[str, int] = {}
         self.model.train()
-        for batch in self.train_loader:
+        batches = iter(self.train_loader)
+        while state.batch < n_batches:
             if cfg.max_steps is not None and state.step >= cfg.max_steps:
                 return "max_steps"
             if stage_done():  # a resumed run whose stage limit was lowered
                 return "stage"
-            batch = to_device(batch, self.dist.device)
+            size = min(cfg.accumulate, n_batches - state.batch)
             opt.epoch, opt.global_step = state.epoch, state.step
-            opt.zero_grad()
-            opt.commit()
-            try:
-                with self._autocast():
-                    result = stage.train_step(self.model, batch, opt)
-                if result and not stage.manual_optimization:
-                    opt.backward(result["loss"], result)
-                    opt.step()
-                opt.commit()
-                state.bad_steps = 0
-            except NonFiniteStep as e:
-                result = self._bad_step(opt, e)
+            for result in self._train_step(stage, opt, [next(batches) for _ in range(size)]):
+                accumulate(sums, counts, result)
             opt.advance_schedule()
+            distributed.broadcast_buffers(self.model, self.dist)
             state.step += 1
-            state.batch += 1
-            accumulate(sums, counts, result)
-            self.log.advance()
+            state.batch += size
+            self.log.advance(size)
             # where the stage is, its pace and ETA on every log line, and at least once a minute
-            remaining = (stage.epochs - state.epoch) * n_batches - state.batch
+            remaining = (stage.epochs - state.epoch) * self._epoch_steps() - math.ceil(state.batch / cfg.accumulate)
             if limit is not None:
                 remaining = min(remaining, limit - opt.stage_step)
             position = f"{where} · batch {state.batch}/{n_batches} · {self.log.pace(remaining)}"
@@ -338,6 +336,37 @@ class Trainer:
             if stage_done():
                 return "stage"
         return "epoch"
+
+    def _epoch_steps(self) -> int:
+        """Optimizer steps per epoch: the batches of each rank, ``train.accumulate`` at a time."""
+        return math.ceil(self.batches.epoch_length / self.cfg.accumulate)
+
+    def _train_step(self, stage: Any, opt: StageOptimizer, micro_batches: list[Any]) -> list[dict[str, Any]]:
+        """One optimizer step over ``micro_batches`` → the losses of each (``[{}]`` when skipped)."""
+        manual = stage.manual_optimization
+        opt.zero_grad()
+        opt.commit()
+        opt.start_step(len(micro_batches), defer_sync=not manual)
+        results = []
+        try:
+            for i, batch in enumerate(micro_batches):
+                opt.start_micro_batch(i)
+                if manual and i:
+                    opt.zero_grad()  # the stage's parts start from clear gradients; kept ones wait in opt
+                with self._autocast():
+                    result = stage.train_step(self.model, to_device(batch, self.dist.device), opt)
+                if not manual:  # the backward is a collective: a batch one rank cannot use is skipped on all
+                    result = result if opt.agree(bool(result), "min") else {}
+                    if result:
+                        opt.backward(result["loss"], result)
+                results.append(result)
+            if not manual and any(results):
+                opt.step()
+            opt.commit()
+            self.state.bad_steps = 0
+        except NonFiniteStep as e:
+            results = [self._bad_step(opt, e)]
+        return results
 
     def _last_good(self) -> str:
         return f"the last good checkpoint is {self.checkpoints.latest() or 'none'}"
@@ -366,7 +395,7 @@ class Trainer:
                                 "train.optimizer.lr, set train.optimizer.grad_clip, or use precision fp32)")
 
     def _log_train(self, opt: StageOptimizer, sums: dict, counts: dict, where: str) -> str:
-        values = running_means(sums, counts)
+        values = distributed.mean_over_ranks(sums, counts, self.dist)  # every rank's batches
         self.log.log_line(self.state.step, where, values)
         shown = f"loss {values['loss']:.4g}" if "loss" in values else ""
         values.update({f"lr/{k}": v for k, v in opt.learning_rates().items()})

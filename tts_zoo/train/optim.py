@@ -15,10 +15,26 @@ groups the reference left wrapped with ``onecycle_beta1``; the others keep (0.0,
 Guards: :meth:`StageOptimizer.backward` refuses a non-finite loss and :meth:`StageOptimizer.step` a
 non-finite gradient, by raising :class:`NonFiniteStep` before anything is applied; the loop then
 skips the rest of the step. The decision is taken on every rank together (a NaN on one rank skips the
-step everywhere, so DDP ranks never wait on each other). A group marked ``rollback`` (a GAN's
-discriminator, stepped before the generator's losses are known) is copied before its update, and
-:meth:`StageOptimizer.rollback` restores its weights and AdamW state when a later part of the same
-step is skipped: a skipped step leaves no update behind.
+step everywhere, so DDP ranks never wait on each other; gradients are DDP-averaged, so their norms
+are the same on every rank). A group marked ``rollback`` (a GAN's discriminator, stepped before the
+generator's losses are known) is copied before its update, and :meth:`StageOptimizer.rollback`
+restores its weights and AdamW state when a later part of the same step is skipped: a skipped step
+leaves no update behind.
+
+Multi-process: the gradients of each group are averaged over the ranks by DDP during
+:meth:`StageOptimizer.backward` (:class:`~tts_zoo.train.distributed.GradientSync`).
+
+Gradient accumulation (``train.accumulate``: one optimizer step per N micro-batches): the loop calls
+:meth:`StageOptimizer.start_step` and :meth:`StageOptimizer.start_micro_batch`; every backward pass
+scales its loss by 1/N, so that N micro-batches of b items give the gradient of one batch of N·b. On
+a micro-batch before the last, ``step(*groups)`` applies nothing: it keeps the groups' gradients
+aside, per call (the k-th call of a micro-batch with a group joins the k-th call of the last
+micro-batch), and the last micro-batch's call adds them before clipping and stepping. So a stage that
+clears gradients between its parts, or steps a group twice per batch (StyleTTS 2's SLM part after the
+main update), accumulates each part separately, and the update is that of one batch of N·b items
+(up to the order of the sums) — except where a part depends on an update made earlier in the same
+step: the earlier micro-batches computed it before that update (a GAN's generator gradients against
+the discriminator before this step's update of it; the SLM part's against the main update).
 """
 
 from __future__ import annotations
@@ -32,7 +48,7 @@ from torch import Tensor, nn
 
 from tts_zoo.interfaces import StepContext
 from tts_zoo.train import TrainingError
-from tts_zoo.train.distributed import DistInfo, all_true, average_gradients
+from tts_zoo.train.distributed import DistInfo, GradientSync, agree
 
 _ADAMW_KEYS = {"lr", "betas", "weight_decay", "eps"}
 _GROUP_KEYS = {"params", "onecycle_beta1", "rollback", *_ADAMW_KEYS}
@@ -81,7 +97,9 @@ class StageOptimizer(StepContext):
             part of the step is skipped)}.
         config: ``tts_zoo.recipe.OptimizerConfig`` (defaults, clipping, schedule).
         total_steps: the stage's length in steps (for the cosine schedule).
-        dist: the process's DDP info (gradients averaged over ranks after each backward).
+        dist: the process's DDP info (more than one rank: each group's gradients are averaged over
+            the ranks by its DDP wrapper; building one is a collective, so every rank builds the
+            stage's optimizer at the same point).
     """
 
     def __init__(self, model: nn.Module, groups: Mapping[str, Mapping[str, Any]], config: Any, total_steps: int,
@@ -123,20 +141,35 @@ class StageOptimizer(StepContext):
             if group.get("rollback"):
                 self.rollback_groups.add(name)
             self.base_lrs[name] = self.optimizers[name].param_groups[0]["lr"]
-        self._all_params = [p for ps in self.params.values() for p in ps]
+        self.sync = GradientSync(self.params, dist) if dist.distributed else None
+        # gradient accumulation (see the module docstring)
+        self.micro_batches, self.micro_batch, self.defer_sync = 1, 0, False
+        self._kept: dict[tuple[str, int], list[Optional[Tensor]]] = {}
+        self._calls: dict[str, int] = {}
         self._set_lrs()
 
     # ---------------------------------------------------------------- StepContext
 
     def backward(self, loss: Tensor, terms: Optional[Mapping[str, Any]] = None, retain_graph: bool = False) -> None:
-        """Back-propagate ``loss`` (averaging the gradients over DDP ranks) unless it is non-finite on any rank."""
+        """Back-propagate ``loss`` (divided by the micro-batches of the step; the gradients averaged over
+        DDP ranks) unless it is non-finite on any rank."""
         local_ok = bool(torch.isfinite(loss.detach()).all())
-        if not all_true(local_ok, self.dist):
+        scaled = loss / self.micro_batches if self.micro_batches > 1 else loss
+        if self.sync is None:
+            ok = local_ok
+            if ok:
+                scaled.backward(retain_graph=retain_graph)
+        else:
+            sync = self.last_micro_batch or not self.defer_sync
+            ok = self.sync.backward(scaled, local_ok, sync=sync, retain_graph=retain_graph)
+        if not ok:
             bad = [k for k, v in (terms or {}).items()
                    if isinstance(v, Tensor) and not bool(torch.isfinite(v.detach()).all())]
             raise NonFiniteStep(bad or (["loss"] if not local_ok else ["loss (on another rank)"]))
-        loss.backward(retain_graph=retain_graph)
-        average_gradients(self._all_params, self.dist)
+
+    def agree(self, value: Any, op: str = "min") -> Any:
+        """``value`` combined over the DDP ranks (:func:`tts_zoo.train.distributed.agree`)."""
+        return agree(value, op, self.dist)
 
     def step(self, *groups: str) -> None:
         """Clip and apply the named groups (all when none are named); nothing is applied if any of
@@ -145,6 +178,10 @@ class StageOptimizer(StepContext):
         unknown = [n for n in names if n not in self.optimizers]
         if unknown:
             raise KeyError(f"no optimizer group {unknown} (groups: {sorted(self.optimizers)})")
+        if not self.last_micro_batch:
+            self._keep(names)
+            return
+        self._add_kept(names)
         norms = {}
         for name in names:
             params = [p for p in self.params[name] if p.grad is not None]
@@ -170,6 +207,45 @@ class StageOptimizer(StepContext):
         for name in groups:
             if name in self.optimizers:
                 self.optimizers[name].zero_grad(set_to_none=True)
+
+    # ---------------------------------------------------------------- gradient accumulation
+
+    def start_step(self, micro_batches: int = 1, defer_sync: bool = False) -> None:
+        """An optimizer step over ``micro_batches`` micro-batches begins. ``defer_sync``: average the
+        gradients over the ranks only in the last micro-batch's backward (DDP's no_sync; for stages the
+        loop steps, whose gradients simply add up)."""
+        self.micro_batches, self.defer_sync = micro_batches, defer_sync
+        self._kept.clear()
+        self.start_micro_batch(0)
+
+    def start_micro_batch(self, index: int) -> None:
+        self.micro_batch = index
+        self._calls.clear()
+
+    @property
+    def last_micro_batch(self) -> bool:
+        return self.micro_batch >= self.micro_batches - 1
+
+    def _next_call(self, name: str) -> tuple[str, int]:
+        """The k-th ``step`` call of this micro-batch that names group ``name``: (name, k)."""
+        k = self._calls.get(name, 0)
+        self._calls[name] = k + 1
+        return name, k
+
+    def _keep(self, names: tuple[str, ...]) -> None:
+        """Set the groups' gradients aside for the same call on the last micro-batch."""
+        for name in names:
+            kept = self._kept.setdefault(self._next_call(name), [None] * len(self.params[name]))
+            for j, p in enumerate(self.params[name]):
+                if p.grad is not None:
+                    kept[j] = p.grad.detach().clone() if kept[j] is None else kept[j].add_(p.grad)
+
+    def _add_kept(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            kept = self._kept.pop(self._next_call(name), None)
+            for p, g in zip(self.params[name], kept or ()):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad.add_(g)
 
     # ---------------------------------------------------------------- the loop's side
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tts_zoo.audio import length_to_mask, log_norm
-from tts_zoo.interfaces import Discriminator, DiscriminatorOutput
+from tts_zoo.interfaces import Discriminator, DiscriminatorOutput, StepContext
 from tts_zoo_styletts2.aligner.monotonic import MonotonicAlignment, mask_from_lens, maximum_path, monotonic_alignment
 
 SAMPLES_PER_FRAME = 600  # one text-aligned frame = 2 mel frames of hop 300
@@ -123,11 +123,14 @@ def ctc_path(ctc_logits: Tensor, tokens: Tensor, text_lengths: Tensor, frame_len
         return maximum_path(scores * mask, mask)
 
 
-def clip_lengths(mel_lengths: Tensor, max_frames: Optional[int]) -> tuple[int, int]:
+def clip_lengths(mel_lengths: Tensor, max_frames: Optional[int], ctx: Optional[StepContext] = None) -> tuple[int, int]:
     """(training clip, style-reference clip) lengths in text-aligned frames: the shortest item's
-    length less one, the first capped at ``max_frames`` mel frames (the reference's max_len)."""
+    length less one, the first capped at ``max_frames`` mel frames (the reference's max_len). With the
+    step context ``ctx``, the shortest over every DDP rank's batch, as the reference's DataParallel
+    takes it over the whole batch: every rank crops the same length and skips the same steps."""
     shortest = int(mel_lengths.min()) // 2 - 1
-    return (min(shortest, max_frames // 2) if max_frames else shortest), shortest
+    lengths = (min(shortest, max_frames // 2) if max_frames else shortest), shortest
+    return ctx.agree(lengths, "min") if ctx is not None else lengths
 
 
 def random_starts(mel_lengths: Tensor, frames: int) -> list[int]:
@@ -157,9 +160,10 @@ class Clips(NamedTuple):
     st: Tensor  # [B, n_mels, 2·frames_st] style-reference clips (elsewhere in the same utterance)
 
 
-def training_clips(batch: Any, max_frames: Optional[int]) -> Optional[Clips]:
-    """Draw the clips of one step; None when they would be shorter than 80 mel frames."""
-    frames, frames_st = clip_lengths(batch.output_lengths, max_frames)
+def training_clips(batch: Any, max_frames: Optional[int], ctx: Optional[StepContext] = None) -> Optional[Clips]:
+    """Draw the clips of one step; None when they would be shorter than 80 mel frames (lengths
+    agreed over the DDP ranks when the step context ``ctx`` is given, see :func:`clip_lengths`)."""
+    frames, frames_st = clip_lengths(batch.output_lengths, max_frames, ctx)
     if 2 * frames < MIN_CLIP_MEL_FRAMES:
         return None
     starts = random_starts(batch.output_lengths, frames)

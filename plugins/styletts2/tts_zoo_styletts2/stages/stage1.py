@@ -95,7 +95,7 @@ class StyleTTS2Stage1(Stage):
         return groups
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
-        clips = training_clips(batch, self.max_frames)
+        clips = training_clips(batch, self.max_frames, ctx)  # lengths agreed over DDP ranks
         if clips is None:
             return {}
         tma = ctx.epoch >= self.tma_epoch

@@ -19,8 +19,9 @@ from tts_zoo_styletts2.losses.slm import WavLMFeatureLoss
 from tts_zoo_styletts2.losses.slm_adversarial import SLMAdversarialLoss
 from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
 from tts_zoo_styletts2.stages.common import (
-    AlignmentSource, align, clip_lengths, crop, crop_waves, detached, discriminators, judge, module_groups, prosody_targets,
-    random_starts, require_modules, slm_feature_loss, step_limit, training_clips, weighted,
+    MIN_CLIP_MEL_FRAMES, AlignmentSource, align, clip_lengths, crop, crop_waves, detached, discriminators, judge,
+    module_groups, prosody_targets, random_starts, require_modules, slm_feature_loss, step_limit, training_clips,
+    weighted,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class StyleTTS2Stage2(Stage):
     adversarial part) are undone by the loop when a later loss or gradient of the same step is
     non-finite (``rollback``). The SLM adversarial part comes after the step's main update: a
     non-finite value there skips only that part (the main update stays, the step is logged as skipped).
+    Multi-process: the clip lengths are the shortest over every rank's batch, and the SLM adversarial
+    part is skipped on every rank when one rank's batch gives too few clips for it (``ctx.agree``).
 
     Args:
         epochs: Epochs of this stage (the reference's epochs_2nd).
@@ -185,8 +188,8 @@ class StyleTTS2Stage2(Stage):
         return torch.cat(acoustic), torch.cat(prosodic)
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
-        clip_frames, st_frames = clip_lengths(batch.output_lengths, self.max_frames)
-        if 2 * clip_frames < 80:
+        clip_frames, st_frames = clip_lengths(batch.output_lengths, self.max_frames, ctx)  # agreed over DDP ranks
+        if 2 * clip_frames < MIN_CLIP_MEL_FRAMES:
             return {}
         self._set_modes(model)
         diffusion_on, joint = ctx.epoch >= self.diff_epoch, ctx.epoch >= self.joint_epoch
@@ -274,7 +277,7 @@ class StyleTTS2Stage2(Stage):
         texts, lengths = (batch.texts, batch.input_lengths) if use_ind else (batch.ref_texts, batch.ref_lengths)
         out = self.slmadv(model, model.slm_discriminator, ctx.global_step, wav, y_rec_gt_pred, batch.waves,
                           batch.output_lengths, texts, lengths, use_ind, s_trg, ref if model.multispeaker else None)
-        if out is None:
+        if not ctx.agree(out is not None, "min"):  # too few clips on some rank's batch: skipped on every rank
             return {}
         ctx.zero_grad()
         ctx.backward(out.generator_loss, {"slm_gen": out.generator_loss})
