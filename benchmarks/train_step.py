@@ -1,7 +1,7 @@
 """Seconds per training step of the demo recipe: StyleTTS 2 stage 1 (before and after tma_epoch) and
 stage 2 (with the style diffusion), on the demo corpus.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/train_step.py [--steps 10] [--recipe recipes/demo.yaml] [OVERRIDE ...]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/train_step.py [--steps 10] [--recipe recipes/demo.yaml] [--stage 1|2|both] [OVERRIDE ...]
 
 e.g. with the MPD/MSD adversarial steps the demo leaves out:
     ... benchmarks/train_step.py train.stages.0.lambda_gen=1 train.stages.1.lambda_gen=1
@@ -65,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default=str(REPO / "recipes/demo.yaml"))
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--stage", choices=["1", "2", "both"], default="both",
+                        help="time one stage per process (peak memory then belongs to that stage)")
     parser.add_argument("overrides", nargs="*", help="dotted recipe overrides")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +74,9 @@ def main() -> None:
         recipe = load_recipe(args.recipe, [f"data.train={root}/train.jsonl", f"data.val={root}/val.jsonl", *args.overrides])
         seed_everything(0)
         model = registry.build(recipe)
-        stage1, stage2 = (registry.build_component(b, "stage") for b in recipe.train.stages)
+        # the recipe's StyleTTS 2 stages 1 and 2 (pretraining stages before them are not timed here)
+        blocks = {b["component"]: b for b in recipe.train.stages}
+        stage1, stage2 = (registry.build_component(blocks[name], "stage") for name in ("styletts2_stage1", "styletts2_stage2"))
         train_set, _ = speech_datasets(recipe, model.frontend)
         from tts_zoo.data.collate import Collater
 
@@ -81,16 +85,30 @@ def main() -> None:
         print(f"recipe {args.recipe}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
               f"{batches.epoch_length} batches of {recipe.data.batch_size} per epoch, {torch.get_num_threads()} threads")
         phases = [
-            *([("stage 1, before tma_epoch", stage1, 0)] if stage1.tma_epoch > 0 else []),
-            ("stage 1, from tma_epoch", stage1, stage1.tma_epoch),
-            ("stage 2, style diffusion on", stage2, stage2.diff_epoch),
+            *([("stage 1, before tma_epoch", stage1, 0)] if stage1.tma_epoch > 0 and args.stage != "2" else []),
+            *([("stage 1, from tma_epoch", stage1, stage1.tma_epoch)] if args.stage != "2" else []),
+            *([("stage 2, style diffusion on", stage2, stage2.diff_epoch)] if args.stage != "1" else []),
         ]
+        if args.stage == "2":
+            # a freshly initialised decoder's spectral-norm vectors are unsettled and stage 2's mel loss
+            # against its own output is then non-finite: two untimed stage-1 steps settle them
+            stage1.setup(model, recipe, resumed=False)
+            time_phase(stage1, model, loader, stage1.tma_epoch, 0, recipe)
         for name, stage, epoch in phases:
             stage.setup(model, recipe, resumed=False)
             times = time_phase(stage, model, loader, epoch, args.steps, recipe)
             med = statistics.median(times)
             print(f"{name:30s} median {med:.3f} s/step  min {min(times):.3f}  "
                   f"(≈ {med * batches.epoch_length / 60:.1f} min per epoch)")
+        print(f"peak RSS of this process: {peak_rss_gib():.2f} GiB")
+
+
+def peak_rss_gib() -> float:
+    """The kernel's high-water mark of this process's resident memory (VmHWM), in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
 
 
 if __name__ == "__main__":
