@@ -298,9 +298,12 @@ class Registry:
                 raise UnknownComponentError(f"'{name}': no installed package '{prefix}' registers components"
                                             f"{did_you_mean(prefix, known)} (pip install {prefix})")
             if not allow_import_paths:
+                # "mypkg:name" reads as an import path, but may be meant as a package's qualified name
+                known = self.loaded_distributions | {b.distribution for b in self.failed}
                 raise UnknownComponentError(
                     f"'{name}' is an import path; recipes name registered components "
-                    "(register it in a plugin, or opt in with --allow-import-paths / allow_import_paths=True)"
+                    "(register it in a plugin, or opt in with --allow-import-paths / allow_import_paths=True); "
+                    f"as a qualified name: no installed package '{prefix}' registers components{did_you_mean(prefix, known)}"
                 )
             return self.raw_component(name)
         return self.resolve(name, kind)

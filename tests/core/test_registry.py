@@ -92,6 +92,13 @@ def test_import_paths_need_an_explicit_opt_in(toy_registry):
     assert isinstance(voc, ToyVocoder) and voc.channels == 2
 
 
+def test_a_misspelt_package_prefix_is_also_answered_as_a_qualified_name():
+    from tts_zoo import registry
+
+    with pytest.raises(RecipeError, match="no installed package 'tts_zo' registers components; did you mean 'tts-zoo'"):
+        registry.default.build_component({"component": "tts_zo:euler"}, "sampler")
+
+
 def test_unknown_kind_in_listing(toy_registry):
     with pytest.raises(UnknownComponentError, match="did you mean 'vocoder'"):
         toy_registry.list("vocoders")
