@@ -291,15 +291,15 @@ class Registry:
         """A recipe's component name (registered, qualified, pinned, or ``module:Class`` when allowed) → its entry."""
         prefix, _, bare = name.rpartition(":")
         if prefix and prefix not in self.distributions:  # "package.module:Class", not "dist:name"
-            if self.failed_message(bare, kind, prefix):  # "dist:name" of a plugin that failed to load
-                raise UnknownComponentError(self.failed_message(bare, kind, prefix))
+            failed = self.failed_message(bare, kind, prefix)  # "dist:name" of a plugin that failed to load
+            if failed:
+                raise UnknownComponentError(failed)
+            known = self.loaded_distributions | {b.distribution for b in self.failed}  # for the did-you-mean
             if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", prefix):  # "tts-zoo-vocos:vocos": a package name
-                known = self.loaded_distributions | {b.distribution for b in self.failed}
                 raise UnknownComponentError(f"'{name}': no installed package '{prefix}' registers components"
                                             f"{did_you_mean(prefix, known)} (pip install {prefix})")
             if not allow_import_paths:
                 # "mypkg:name" reads as an import path, but may be meant as a package's qualified name
-                known = self.loaded_distributions | {b.distribution for b in self.failed}
                 raise UnknownComponentError(
                     f"'{name}' is an import path; recipes name registered components "
                     "(register it in a plugin, or opt in with --allow-import-paths / allow_import_paths=True); "

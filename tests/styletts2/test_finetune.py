@@ -24,7 +24,7 @@ from tts_zoo.train.loop import Trainer
 from tts_zoo.train.optim import StageOptimizer
 from tts_zoo_styletts2.commands import import_reference_model
 from tests.styletts2.reference import FIXTURES, REPO, tiny_wavlm_config
-from tests.styletts2.test_stages import MODULES, assert_finite, corpus, snapshot  # noqa: F401 (corpus: a fixture)
+from tests.styletts2.test_stages import assert_finite, corpus, steps_and_changes  # noqa: F401 (corpus: a fixture)
 
 RECIPE = REPO / "recipes" / "libritts_finetune.yaml"
 TRAINED = {"text_encoder", "text_aligner", "plbert", "predictor", "predictor_encoder", "style_encoder", "decoder",
@@ -73,14 +73,7 @@ def start(recipe):
 def train(recipe, epoch: int, steps: int):
     """``steps`` steps on one batch → (results, modules whose parameters changed, model)."""
     model, stage, opt, batch = start(recipe)
-    before = {m: snapshot(getattr(model, m)) for m in MODULES}
-    torch.manual_seed(1)
-    results = []
-    for i in range(steps):
-        opt.epoch, opt.global_step = epoch, i
-        opt.zero_grad()
-        results.append(stage.train_step(model, batch, opt))
-    changed = {m for m in MODULES if any(not torch.equal(p, before[m][n]) for n, p in getattr(model, m).named_parameters())}
+    results, changed = steps_and_changes(model, stage, opt, [batch], epoch, steps)
     return results, changed, model
 
 

@@ -104,6 +104,12 @@ def run_steps(setup_once, stage_block: dict, epoch: int, steps: int = 2):
     stage = registry.build_component(stage_block, "stage")
     stage.setup(model, recipe, resumed=False)
     opt = StageOptimizer(model, stage.parameter_groups(model, recipe.train.optimizer), recipe.train.optimizer, 100, setup("cpu"))
+    results, changed = steps_and_changes(model, stage, opt, batches, epoch, steps)
+    return results, changed, model
+
+
+def steps_and_changes(model, stage, opt, batches, epoch: int, steps: int):
+    """``steps`` training steps cycling through ``batches`` (seeded) → (results, modules whose parameters changed)."""
     before = {m: snapshot(getattr(model, m)) for m in MODULES}
     torch.manual_seed(1)
     results = []
@@ -113,7 +119,7 @@ def run_steps(setup_once, stage_block: dict, epoch: int, steps: int = 2):
         results.append(stage.train_step(model, batches[i % len(batches)], opt))
     params = {m: dict(getattr(model, m).named_parameters()) for m in MODULES}
     changed = {m for m in MODULES if any(not torch.equal(p, before[m][n]) for n, p in params[m].items())}
-    return results, changed, model
+    return results, changed
 
 
 def assert_finite(results, keys):
