@@ -97,3 +97,26 @@ def test_strict_load_names_missing_and_misshapen_keys(fixture_set):
     other = ProsodyPredictor(style_dim=mp["style_dim"], d_hid=mp["hidden_dim"], nlayers=mp["n_layer"], max_dur=mp["max_dur"] + 1)
     with pytest.raises(RuntimeError, match=r"size mismatch for duration_proj\.linear_layer\.weight"):
         other.load_state_dict(fixture_set.stage2_state("predictor"), strict=True)
+
+
+def test_duration_prior_starts_the_durations_at_the_data_mean():
+    """init_duration_prior: with the head's weights at zero, Σ_k sigmoid(bias_k) = Σ_k P(d > k) = E[d]."""
+    torch.manual_seed(0)
+    model = ProsodyPredictor(style_dim=8, d_hid=16, nlayers=1, max_dur=12, dropout=0.0).eval()
+    durations = torch.tensor([1, 2, 2, 3, 5, 9, 2, 1])
+    exceed = (durations.view(-1, 1) > torch.arange(12).view(1, -1)).sum(0)
+    model.init_duration_prior(exceed, float(len(durations)))
+    with torch.no_grad():
+        model.duration_proj.linear_layer.weight.zero_()
+    texts, style = torch.randn(1, 16, 5), torch.randn(1, 8)  # [B, C, T]
+    with torch.no_grad():
+        logits, _ = model.predict_durations(texts, style, torch.tensor([5]), torch.zeros(1, 5, dtype=torch.bool))
+    expected = float(durations.float().mean())  # 3.125; the 1e-3 clamp moves each empty bin by at most 1e-3
+    assert torch.sigmoid(logits).sum(-1) == pytest.approx(torch.full((1, 5), expected), abs=12e-3)
+    # a fresh head instead starts every token at max_dur / 2
+    fresh = ProsodyPredictor(style_dim=8, d_hid=16, nlayers=1, max_dur=12, dropout=0.0).eval()
+    with torch.no_grad():
+        fresh.duration_proj.linear_layer.weight.zero_()
+        fresh.duration_proj.linear_layer.bias.zero_()
+        logits, _ = fresh.predict_durations(texts, style, torch.tensor([5]), torch.zeros(1, 5, dtype=torch.bool))
+    assert torch.sigmoid(logits).sum(-1) == pytest.approx(torch.full((1, 5), 6.0))

@@ -183,6 +183,61 @@ def test_stage2_joint_epoch_adds_slm_adversarial_training(setup_once):
                        "style_encoder", "slm_discriminator"}
 
 
+def test_stage2_before_decoder_epoch_trains_the_predictor_without_the_decoder(setup_once):
+    """decoder_epoch: before it, no decoder pass (no mel, MPD/MSD or WavLM terms, discriminators untouched);
+    the durations, F0 and energy losses and the diffusion train; from it, the full stage-2 step."""
+    recipe, _, batches = setup_once
+    block = {"component": "styletts2_stage2", "diff_epoch": 0, "joint_epoch": 5, "decoder_epoch": 1}
+    model = build(recipe)
+    settle_spectral_norms(model, batches[0].mels)
+    calls = []
+    model.decoder.register_forward_hook(lambda *_: calls.append(1))
+    stage = registry.build_component(block, "stage")
+    stage.setup(model, recipe, resumed=False)
+    opt = StageOptimizer(model, stage.parameter_groups(model, recipe.train.optimizer), recipe.train.optimizer, 100, setup("cpu"))
+    results, changed = steps_and_changes(model, stage, opt, batches, epoch=0, steps=2)
+    assert not calls
+    assert_finite(results, {"loss", "diff", "sty", "f0", "norm", "ce", "dur"})
+    r = results[0]
+    assert not {"mel", "gen", "disc", "slm"} & set(r)
+    assert float(r["loss"]) == pytest.approx(float(r["f0"] + 20 * r["ce"] + r["norm"] + r["dur"] + r["sty"] + r["diff"]), rel=1e-5)
+    assert changed == {"plbert", "predictor", "predictor_encoder", "diffusion"}
+    results, changed = steps_and_changes(model, stage, opt, batches, epoch=1, steps=1)
+    assert calls and {"mel", "gen", "disc", "slm"} <= set(results[0])
+    assert {"mpd", "msd"} <= changed
+
+
+def test_stage2_data_init_starts_durations_and_prosodic_styles_from_the_first_batch(setup_once):
+    """data_init: the duration head's biases hold the log-odds of the first batch's P(d > k) (one
+    optimizer step later: within a few learning rates), and the step after the initialisation sees
+    prosodic styles of RMS 1 (the copy of the acoustic encoder alone is not at that scale)."""
+    from tts_zoo_styletts2.stages.common import align
+
+    recipe, _, batches = setup_once
+    model = build(recipe)
+    settle_spectral_norms(model, batches[0].mels)
+    model.eval()  # as stage 2 runs the aligner
+    with torch.no_grad():
+        _, aln, _ = align(model, batches[0], zero_padding=False, source="ctc")
+    inner = torch.cat([d[1 : n - 1] for d, n in zip(aln.durations, batches[0].input_lengths.tolist())]).long()
+    max_dur = model.predictor.duration_proj.linear_layer.out_features
+    p = (inner.view(-1, 1) > torch.arange(max_dur).view(1, -1)).float().mean(0).clamp(1e-3, 1 - 1e-3)
+
+    styles = []
+    model.predictor_encoder.register_forward_hook(lambda _m, _i, out: styles.append(out.detach()))
+    block = {"component": "styletts2_stage2", "diff_epoch": 0, "joint_epoch": 5, "decoder_epoch": 5,
+             "data_init": True, "alignment": "ctc"}
+    stage = registry.build_component(block, "stage")
+    stage.setup(model, recipe, resumed=False)
+    opt = StageOptimizer(model, stage.parameter_groups(model, recipe.train.optimizer), recipe.train.optimizer, 100, setup("cpu"))
+    steps_and_changes(model, stage, opt, batches, epoch=0, steps=1)
+    n = len(batches[0].output_lengths)
+    rms = [float(torch.cat(styles[i : i + n]).pow(2).mean().sqrt()) for i in (0, n)]  # initialisation, then the step
+    assert rms[1] == pytest.approx(1.0, rel=1e-4) and abs(rms[0] - 1.0) > 0.3
+    bias = model.predictor.duration_proj.linear_layer.bias.detach()
+    assert torch.allclose(bias, torch.log(p / (1 - p)), atol=3 * recipe.train.optimizer.lr)
+
+
 def test_a_demo_run_writes_checkpoints_that_load_model_reads(corpus, tmp_path):
     torch.set_num_threads(1)
     recipe = tiny_recipe(corpus, "train.stages=[{component: styletts2_stage1, epochs: 1, tma_epoch: 0}, "

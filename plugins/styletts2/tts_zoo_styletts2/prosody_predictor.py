@@ -98,6 +98,19 @@ class ProsodyPredictor(interfaces.DurationModel):
         x = packed_lstm(self.lstm, d, lengths, total_length=d.shape[1])
         return self.duration_proj(F.dropout(x, 0.5, training=self.training))
 
+    @torch.no_grad()
+    def init_duration_prior(self, exceed_counts: Tensor, total: float) -> None:
+        """Set the duration head's biases to the log-odds of the data's P(duration > k), k = 0 … max_dur−1,
+        from ``exceed_counts`` [max_dur] (tokens lasting more than k units) out of ``total`` tokens.
+
+        A fresh head starts every bin at sigmoid(0) = 0.5, i.e. max_dur/2 units per token; pulling all of
+        them down to the data's 2-4 units is the first thing training does, and on a CPU budget it drives
+        the LSTMs into saturation, after which the durations stay at their mean. With the prior in the
+        biases the durations start at the data's distribution (data-dependent initialisation; not in
+        the reference)."""
+        p = (exceed_counts.float() / max(total, 1.0)).clamp(1e-3, 1 - 1e-3)
+        self.duration_proj.linear_layer.bias.copy_(torch.log(p / (1 - p)).to(self.duration_proj.linear_layer.bias))
+
     def predict_durations(
         self, text_features: Tensor, style: Tensor, lengths: Tensor, padding_mask: Tensor
     ) -> tuple[Tensor, Tensor]:

@@ -75,6 +75,7 @@ class StyleTTS2Stage2(Stage):
         lambda_gen: Weight of the MPD + MSD generator loss; 0 leaves the discriminators out (several times faster on a CPU).
         diff_epoch: Epoch from which the style diffusion is trained.
         joint_epoch: Epoch from which SLM adversarial (joint) training starts.
+        decoder_epoch: Epoch from which the decoder speaks in this stage (mel, MPD/MSD and WavLM losses of speech made with the predicted F0 and energy); before it the predictor learns durations, F0 and energy from their own losses only, without a decoder pass (not in the reference, which starts at 0: several times cheaper per step, and the mel loss's gradient in the predictor's shared encoder otherwise keeps a fresh predictor's durations at their mean for hundreds of steps).
         lambda_slm: Weight of the WavLM feature-matching loss.
         lambda_f0: Weight of the F0 reconstruction loss.
         lambda_norm: Weight of the energy reconstruction loss.
@@ -90,6 +91,7 @@ class StyleTTS2Stage2(Stage):
         slmadv_scale: SLM adversarial: gradient factor of the duration projection / LSTM and of the diffusion model.
         slmadv_sig: SLM adversarial: width of the Gaussian kernel of the differentiable durations.
         init_predictor_encoder: Start the prosodic style encoder as a copy of the acoustic one (off to fine-tune a stage-2 model).
+        data_init: Data-dependent initialisation on the stage's first batch, for a predictor that starts untrained (not in the reference): the duration head's biases set to the log-odds of the batch's P(duration > k), and, with init_predictor_encoder, the copied prosodic style encoder's output divided by its styles' RMS. Without it a fast from-scratch stage 1 (styles of RMS ~25) and the collapse of the fresh head's max_dur/2 units saturate the predictor's LSTMs, and the durations stay at their mean.
         alignment: Where the monotonic path and the duration targets come from: "attention" (the reference) or "ctc" (the aligner's CTC forced alignment; use the same as in stage 1).
         max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
     """
@@ -103,6 +105,7 @@ class StyleTTS2Stage2(Stage):
         lambda_gen: float = 1.0,
         diff_epoch: int = 20,
         joint_epoch: int = 50,
+        decoder_epoch: int = 0,
         lambda_slm: float = 1.0,
         lambda_f0: float = 1.0,
         lambda_norm: float = 1.0,
@@ -118,6 +121,7 @@ class StyleTTS2Stage2(Stage):
         slmadv_scale: float = 0.01,
         slmadv_sig: float = 1.5,
         init_predictor_encoder: bool = True,
+        data_init: bool = False,
         alignment: AlignmentSource = "attention",
         max_steps: Optional[int] = None,
     ):
@@ -125,7 +129,10 @@ class StyleTTS2Stage2(Stage):
         self.max_steps = step_limit(max_steps)
         self.diff_epoch = diff_epoch
         self.joint_epoch = joint_epoch
+        self.decoder_epoch = decoder_epoch
         self.init_predictor_encoder = init_predictor_encoder
+        self.data_init = data_init
+        self._init_pending = False
         self.alignment = alignment
         self.weights = {"mel": lambda_mel, "f0": lambda_f0, "ce": lambda_ce, "norm": lambda_norm, "dur": lambda_dur,
                         "gen": lambda_gen, "slm": lambda_slm, "sty": lambda_sty, "diff": lambda_diff}
@@ -145,6 +152,7 @@ class StyleTTS2Stage2(Stage):
     def setup(self, model: nn.Module, recipe: Any, resumed: bool) -> None:
         require_modules(model, "styletts2_stage2", ("text_aligner", "pitch_extractor"))
         self.max_frames = recipe.data.max_frames
+        self._init_pending = self.data_init and not resumed
         if not resumed and self.init_predictor_encoder:
             source, target = model.style_encoder.state_dict(), model.predictor_encoder.state_dict()
             if {k: v.shape for k, v in source.items()} == {k: v.shape for k, v in target.items()}:
@@ -187,17 +195,39 @@ class StyleTTS2Stage2(Stage):
             acoustic.append(model.style_encoder(mel))
         return torch.cat(acoustic), torch.cat(prosodic)
 
+    def _initialise_from(self, model: nn.Module, batch: Any, durations: Tensor, ctx: StepContext) -> None:
+        """``data_init``, once, before the stage's first update, from statistics summed (durations) or
+        maximised (style RMS) over the DDP ranks, so that every rank initialises alike."""
+        self._init_pending = False
+        max_dur = model.predictor.duration_proj.linear_layer.out_features
+        inner = [d[1 : n - 1] for d, n in zip(durations, batch.input_lengths.tolist())]  # as the L1 loss scores them
+        tokens = torch.cat(inner).long()
+        exceed = (tokens.view(-1, 1) > torch.arange(max_dur, device=tokens.device).view(1, -1)).sum(0)
+        counts = ctx.agree([float(len(tokens)), *exceed.tolist()], "sum")
+        model.predictor.init_duration_prior(torch.tensor(counts[1:]), counts[0])
+        head = getattr(model.predictor_encoder, "unshared", None)
+        if self.init_predictor_encoder and isinstance(head, nn.Linear):
+            _, prosodic = self._global_styles(model, batch)
+            rms = ctx.agree(float(prosodic.pow(2).mean().sqrt()), "max")
+            head.weight.div_(rms)
+            head.bias.div_(rms)
+            logger.info("styletts2_stage2: data_init: prosodic styles from RMS %.3g to 1, durations from the prior "
+                        "of %d tokens (mean %.2f units)", rms, int(counts[0]), float(tokens.float().mean()))
+
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
         clip_frames, st_frames = clip_lengths(batch.output_lengths, self.max_frames, ctx)  # agreed over DDP ranks
         if 2 * clip_frames < MIN_CLIP_MEL_FRAMES:
             return {}
         self._set_modes(model)
         diffusion_on, joint = ctx.epoch >= self.diff_epoch, ctx.epoch >= self.joint_epoch
+        decoder_on = ctx.epoch >= self.decoder_epoch
         texts, text_lengths = batch.texts, batch.input_lengths
         with torch.no_grad():
             _, aln, text_mask = align(model, batch, zero_padding=False, source=self.alignment)
             asr = model.text_encoder(texts, text_lengths, text_mask) @ aln.path
             ref = model.compute_style(batch.ref_mels) if model.multispeaker and diffusion_on else None
+            if self._init_pending:
+                self._initialise_from(model, batch, aln.durations, ctx)
 
         gs, s_dur = self._global_styles(model, batch)
         s_trg = torch.cat([gs, s_dur], dim=-1).detach()
@@ -220,29 +250,19 @@ class StyleTTS2Stage2(Stage):
             gt, wav = crop(batch.mels, starts, clip_frames, 2), crop_waves(batch.waves, starts, clip_frames)
             st = crop(batch.mels, st_starts, st_frames, 2) if model.multispeaker else gt
             s_dur_clip = model.predictor_encoder(st.unsqueeze(1))
-            style = model.style_encoder(st.unsqueeze(1))
+            style = model.style_encoder(st.unsqueeze(1)) if decoder_on else None
             f0_real, energy_real = prosody_targets(model, gt)
-            with torch.no_grad():
-                y_rec_gt_pred = model.decoder(en, f0_real, energy_real, style)
-            target = wav if joint else y_rec_gt_pred  # the decoder is fixed until joint_epoch: match its own output
-
+            y_rec_gt_pred = None
+            if decoder_on:
+                with torch.no_grad():
+                    y_rec_gt_pred = model.decoder(en, f0_real, energy_real, style)
             f0_fake, energy_fake = model.predictor.predict_f0_energy(p_en, s_dur_clip)
-            y_rec = model.decoder(en, f0_fake, energy_fake, style)
+            y_rec = model.decoder(en, f0_fake, energy_fake, style) if decoder_on else None
             terms["f0"] = self.f0_loss(f0_real, f0_fake)
             terms["norm"] = self.energy_loss(energy_real, energy_fake)
-
-            discs = discriminators(model) if self.weights["gen"] else {}
-            if diffusion_on and discs:
-                d_loss = self.discriminator_loss(judge(discs, target, y_rec.detach()))
-                ctx.backward(d_loss, {"disc": d_loss})
-                ctx.step(*discs)
-                ctx.zero_grad()
-                terms["disc"] = d_loss.detach()
-            terms["mel"] = self.stft(y_rec, target)
-            if diffusion_on and discs:
-                terms["gen"] = self.generator_loss(judge(discs, target, y_rec, for_generator=True))
-            if model.slm_discriminator is not None:
-                terms["slm"] = slm_feature_loss(model, self.slm_loss, target, y_rec)
+            if decoder_on:
+                target = wav if joint else y_rec_gt_pred  # the decoder is fixed until joint_epoch: match its own output
+                terms.update(self._decoder_losses(model, ctx, target, y_rec, diffusion_on))
             terms["ce"] = self.duration_bce(logits, aln.durations, text_lengths)
             terms["dur"] = self.duration_l1(logits, aln.durations, text_lengths)
             loss = weighted(terms, self.weights)
@@ -250,9 +270,28 @@ class StyleTTS2Stage2(Stage):
             ctx.step("bert", "bert_encoder", "predictor", "predictor_encoder",
                      *(("diffusion",) if diffusion_on else ()), *(("style_encoder", "decoder") if joint else ()))
 
-            if joint and model.slm_discriminator is not None:
+            if joint and decoder_on and model.slm_discriminator is not None:
                 terms.update(self._slm_adversarial(model, batch, ctx, wav, y_rec_gt_pred, s_trg, ref))
             return detached({"loss": loss, **terms})
+
+    def _decoder_losses(self, model: nn.Module, ctx: StepContext, target: Tensor, y_rec: Tensor,
+                        diffusion_on: bool) -> dict[str, Tensor]:
+        """The losses of the speech decoded with the predicted F0 and energy: mel, and from ``diff_epoch``
+        the MPD/MSD steps (the discriminators are updated here) and WavLM feature matching."""
+        terms: dict[str, Tensor] = {}
+        discs = discriminators(model) if self.weights["gen"] else {}
+        if diffusion_on and discs:
+            d_loss = self.discriminator_loss(judge(discs, target, y_rec.detach()))
+            ctx.backward(d_loss, {"disc": d_loss})
+            ctx.step(*discs)
+            ctx.zero_grad()
+            terms["disc"] = d_loss.detach()
+        terms["mel"] = self.stft(y_rec, target)
+        if diffusion_on and discs:
+            terms["gen"] = self.generator_loss(judge(discs, target, y_rec, for_generator=True))
+        if model.slm_discriminator is not None:
+            terms["slm"] = slm_feature_loss(model, self.slm_loss, target, y_rec)
+        return terms
 
     def _diffusion_losses(self, model: nn.Module, s_trg: Tensor, bert_dur: Tensor, ref: Optional[Tensor]) -> dict[str, Tensor]:
         """EDM loss on the target styles and the L1 between them and styles sampled in 3-4 steps."""
