@@ -43,9 +43,10 @@ class StyleTTS2Stage2(Stage):
       targets; from ``diff_epoch`` on, the style diffusion learns them (EDM loss) and a style sampled
       in 3-4 ADPM2 steps is pulled towards them (style reconstruction loss);
     - PL-BERT → duration predictor (duration BCE + L1 losses against the MAS durations); on a random
-      clip, F0 and energy are predicted from the prosodic style of another clip of the utterance and
-      the decoder speaks the clip (mel loss, F0 and energy losses) — against the decoder's own
-      reconstruction before ``joint_epoch`` (the decoder is still fixed), against the recording after;
+      clip, F0 and energy are predicted from the prosodic style of another clip of the utterance (F0
+      and energy losses) and, from ``decoder_epoch`` (0 in the reference), the decoder speaks the clip
+      (mel loss) — against the decoder's own reconstruction before ``joint_epoch`` (the decoder is
+      still fixed), against the recording after;
     - from ``diff_epoch``, MPD/MSD discriminator + generator losses; WavLM feature matching whenever the
       model has a WavLM discriminator; from ``joint_epoch``, SLM adversarial training with
       differentiable durations (skipped cleanly without a WavLM discriminator).
