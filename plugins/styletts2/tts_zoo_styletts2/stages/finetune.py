@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from tts_zoo.interfaces import StepContext
 from tts_zoo_styletts2.losses.aligner import AlignerMonoLoss, AlignerS2SLoss
 from tts_zoo_styletts2.stages.common import (
-    MIN_CLIP_MEL_FRAMES, AlignmentSource, align, clip_lengths, crop, crop_waves, detached, discriminators, judge,
-    module_groups, prosody_targets, random_starts, require_modules, slm_feature_loss, weighted,
+    MIN_CLIP_MEL_FRAMES, AlignmentSource, align, clip_lengths, crop, crop_waves, detached, module_groups,
+    prosody_targets, random_starts, require_modules, weighted,
 )
 from tts_zoo_styletts2.stages.stage2 import StyleTTS2Stage2
 
@@ -160,17 +160,7 @@ class StyleTTS2Finetune(StyleTTS2Stage2):
             terms["f0"] = self.f0_loss(f0_real, f0_fake)
             terms["norm"] = self.energy_loss(energy_real, energy_fake)
 
-            discs = discriminators(model) if self.weights["gen"] else {}
-            if discs:
-                d_loss = self.discriminator_loss(judge(discs, wav, y_rec.detach()))
-                ctx.backward(d_loss, {"disc": d_loss})
-                ctx.step(*discs)
-                ctx.zero_grad()
-                terms["disc"] = d_loss.detach()
-                terms["gen"] = self.generator_loss(judge(discs, wav, y_rec, for_generator=True))
-            terms["mel"] = self.stft(y_rec, wav)
-            if model.slm_discriminator is not None:
-                terms["slm"] = slm_feature_loss(model, self.slm_loss, wav, y_rec)
+            terms.update(self._decoder_losses(model, ctx, wav, y_rec, adversarial=True))  # MPD/MSD from epoch 0
             terms["ce"] = self.duration_bce(logits, aln.durations, text_lengths)
             terms["dur"] = self.duration_l1(logits, aln.durations, text_lengths)
             if self.train_aligner:

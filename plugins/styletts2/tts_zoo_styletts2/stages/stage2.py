@@ -276,19 +276,20 @@ class StyleTTS2Stage2(Stage):
             return detached({"loss": loss, **terms})
 
     def _decoder_losses(self, model: nn.Module, ctx: StepContext, target: Tensor, y_rec: Tensor,
-                        diffusion_on: bool) -> dict[str, Tensor]:
-        """The losses of the speech decoded with the predicted F0 and energy: mel, and from ``diff_epoch``
-        the MPD/MSD steps (the discriminators are updated here) and WavLM feature matching."""
+                        adversarial: bool) -> dict[str, Tensor]:
+        """The losses of the speech decoded with the predicted F0 and energy: mel, WavLM feature matching
+        and, when ``adversarial`` (stage 2: from ``diff_epoch``; fine-tuning: always), the MPD/MSD
+        steps (the discriminators are updated here)."""
         terms: dict[str, Tensor] = {}
         discs = discriminators(model) if self.weights["gen"] else {}
-        if diffusion_on and discs:
+        if adversarial and discs:
             d_loss = self.discriminator_loss(judge(discs, target, y_rec.detach()))
             ctx.backward(d_loss, {"disc": d_loss})
             ctx.step(*discs)
             ctx.zero_grad()
             terms["disc"] = d_loss.detach()
         terms["mel"] = self.stft(y_rec, target)
-        if diffusion_on and discs:
+        if adversarial and discs:
             terms["gen"] = self.generator_loss(judge(discs, target, y_rec, for_generator=True))
         if model.slm_discriminator is not None:
             terms["slm"] = slm_feature_loss(model, self.slm_loss, target, y_rec)
