@@ -36,7 +36,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tts_zoo.errors import CheckpointError
+from tts_zoo.errors import CheckpointError, MissingWeightsError
 
 FORMAT = "tts-zoo/1"
 MODEL_FILE = "model.safetensors"
@@ -209,6 +209,24 @@ def load_checkpoint(path: Union[str, Path], with_training: bool = False, device:
             skeleton = json.loads((f.metadata() or {})["skeleton"])
         ckpt.training = unflatten_state(skeleton, tensors)
     return ckpt
+
+
+def read_submodule_state(path: Union[str, Path], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of one submodule of a checkpoint's model (keys ``<prefix>.<key>``, returned as
+    ``<key>``), read without loading the rest: how a component's ``weights:`` takes its part of an
+    earlier run (e.g. an aligner pretrained once, reused by models of other widths)."""
+    model_file = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
+    if not model_file.is_file():
+        raise MissingWeightsError(f"{path}: no tts-zoo checkpoint here (expected a directory with {MODEL_FILE})")
+    start = prefix.rstrip(".") + "."
+    try:
+        with safe_open(str(model_file), framework="pt", device="cpu") as f:
+            state = {k[len(start):]: f.get_tensor(k) for k in f.keys() if k.startswith(start)}
+    except Exception as e:
+        raise CheckpointError(f"{model_file}: unreadable checkpoint ({e})") from None
+    if not state:
+        raise CheckpointError(f"{model_file}: the checkpoint's model has no '{prefix.rstrip('.')}' weights")
+    return state
 
 
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Any, assign: bool = False) -> None:

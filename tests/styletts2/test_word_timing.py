@@ -15,8 +15,9 @@ from tts_zoo.audio import load_audio
 from tts_zoo.data.demo import DEFAULT_SPEAKERS, Espeak
 from tts_zoo.data.manifest import read_manifest
 from tts_zoo.recipe import load_recipe
-from tts_zoo_styletts2.aligner.word_timing import (aligned_paths, frame_start_seconds, summarize, token_start_frames,
-                                                   uniform_path, word_first_tokens, word_start_errors, word_starts)
+from tts_zoo_styletts2.aligner.word_timing import (aligned_paths, frame_start_seconds, phoneme_first_tokens,
+                                                   phoneme_starts, summarize, token_start_frames, uniform_path,
+                                                   word_first_tokens, word_start_errors, word_starts)
 from tts_zoo_styletts2.text.symbols import SPACE_ID, SYMBOLS
 
 SENTENCES = ["The train was late, so we had coffee at the station.", "Total seconds in the duration."]
@@ -71,6 +72,38 @@ def test_espeak_words_pair_up_with_the_frontends_phoneme_words(espeak, frontend)
     # "in the" is one phoneme word (ɪnðə) and one event
     _, words = espeak.synthesize_words(SENTENCES[1], DEFAULT_SPEAKERS[0])
     assert [w.word for w in words] == ["Total", "seconds", "in", "duration"]
+
+
+def test_espeak_phoneme_events_spell_the_frontends_phonemes_in_time_order(espeak, frontend):
+    speaker = DEFAULT_SPEAKERS[0]
+    for text in SENTENCES:
+        wave, phones = espeak.synthesize_phonemes(text, speaker)
+        words_wave, _ = espeak.synthesize_words(text, speaker)
+        assert torch.equal(wave, words_wave)  # asking for phoneme events changes nothing in the audio
+        phonemes = frontend.phonemize(text)
+        assert "".join(p.phoneme for p in phones) == "".join(c for c in phonemes if c not in " ,.")
+        first = phoneme_first_tokens(phonemes, [p.phoneme for p in phones])
+        assert first is not None and len(first) == len(phones)
+        starts = [p.start for p in phones]
+        assert all(b > a for a, b in zip(starts, starts[1:]))  # every phoneme lasts > 0 ms
+        assert 0.0 < starts[0] < 0.1 and starts[-1] < wave.shape[0] / 24000
+    # 'The train was late, so …': the comma's pause lies between "late" (its t) and "so"
+    _, phones = espeak.synthesize_phonemes(SENTENCES[0], speaker)
+    names = [p.phoneme for p in phones]
+    s_at = names.index("s")
+    assert phones[s_at].start - phones[s_at - 1].start > 0.15
+
+
+def test_phoneme_rule_maps_espeak_names_to_first_tokens():
+    # "ðə tɹˈeɪn , sˌoʊ ." → tokens [0] ð ə ␠ t ɹ ˈ e ɪ n ␠ , ␠ s ˌ o ʊ ␠ . [0]
+    phonemes = "ðə tɹˈeɪn , sˌoʊ ."
+    first = phoneme_first_tokens(phonemes, ["ð", "ə", "t", "ɹ", "ˈeɪ", "n", "s", "ˌoʊ"])
+    assert first == [1, 2, 4, 5, 6, 9, 13, 14]
+    assert phoneme_first_tokens(phonemes, ["ð", "ə", "t"]) is None  # phonemes left over
+    assert phoneme_first_tokens(phonemes, ["ð", "a"]) is None  # a different spelling
+    tokens = [0, *_ids(phonemes), 0]
+    path = uniform_path(len(tokens), 2 * len(tokens))  # two frames per token
+    assert np.allclose(phoneme_starts(path, first), frame_start_seconds([2 * i for i in first]))
 
 
 def test_word_rule_skips_separators_and_punctuation_and_keeps_stress_marks():

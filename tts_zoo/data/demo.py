@@ -46,7 +46,7 @@ from tts_zoo.data.manifest import atomic_write_text
 
 PathLike = Union[str, Path]
 
-__all__ = ["DEFAULT_SPEAKERS", "DemoSpeaker", "Espeak", "WordStart", "build_demo", "demo_sentences", "demo_speakers"]
+__all__ = ["DEFAULT_SPEAKERS", "DemoSpeaker", "Espeak", "PhonemeStart", "WordStart", "build_demo", "demo_sentences", "demo_speakers"]
 
 ESPEAK_SAMPLE_RATE = 22050
 _FORMAT = 1  # bump when the way clips are made changes (invalidates kept files)
@@ -142,7 +142,8 @@ _POS_CHARACTER = 1
 _RATE, _PITCH, _RANGE = 1, 3, 4  # espeak_PARAMETER
 _LIBC = ctypes.CDLL(None)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1  # espeak_EVENT_TYPE
+_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7  # espeak_EVENT_TYPE
+_PHONEME_EVENTS, _PHONEME_IPA = 0x0001, 0x0002  # espeak_Initialize options: phoneme events, named in IPA
 
 
 class _Event(ctypes.Structure):
@@ -152,6 +153,14 @@ class _Event(ctypes.Structure):
     _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
                 ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
                 ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]  # id: a union of int / char* / char[8]
+
+
+class PhonemeStart(NamedTuple):
+    """A phoneme espeak-ng spoke: its IPA (a stress mark before a stressed vowel, as in its phoneme
+    output: ``ˈoʊ``) and the time espeak-ng starts it (seconds from the clip's start)."""
+
+    phoneme: str
+    start: float
 
 
 class WordStart(NamedTuple):
@@ -180,6 +189,7 @@ class Espeak:
             shutil.copy(espeakng_loader.get_library_path(), self._library)
         self._chunks: list[np.ndarray] = []
         self._words: list[tuple[int, int, int]] = []  # word events of the last clip: (text_position, length, ms)
+        self._phonemes: list[tuple[str, int]] = []  # phoneme events of the last clip: (IPA, ms)
         self._callback = _CALLBACK(self._collect)  # kept alive: espeak holds the pointer
 
     def _collect(self, wav: Any, n: int, events: Any) -> int:
@@ -191,6 +201,9 @@ class Espeak:
             while event[i].type != _EVENT_LIST_TERMINATED:
                 if event[i].type == _EVENT_WORD:
                     self._words.append((event[i].text_position, event[i].length, event[i].audio_position))
+                elif event[i].type == _EVENT_PHONEME:  # id: the IPA, NUL-padded to 8 bytes
+                    name = bytes(event[i].id).split(b"\0")[0].decode("utf-8", "replace")
+                    self._phonemes.append((name, event[i].audio_position))
                 i += 1
         return 0  # continue
 
@@ -202,20 +215,23 @@ class Espeak:
         finally:
             _dlclose(lib)
 
-    def synthesize(self, text: str, speaker: DemoSpeaker) -> np.ndarray:
+    def synthesize(self, text: str, speaker: DemoSpeaker, phoneme_events: bool = False) -> np.ndarray:
+        """``phoneme_events``: also record espeak-ng's phoneme events (in IPA) of the clip; the audio
+        is the same either way."""
         lib = ctypes.CDLL(str(self._library))  # a fresh instance: no state from earlier clips
         try:
             lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
             lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-            if lib.espeak_Initialize(_SYNCHRONOUS, 0, self._data, _DONT_EXIT) != ESPEAK_SAMPLE_RATE:
+            options = _DONT_EXIT | (_PHONEME_EVENTS | _PHONEME_IPA if phoneme_events else 0)
+            if lib.espeak_Initialize(_SYNCHRONOUS, 0, self._data, options) != ESPEAK_SAMPLE_RATE:
                 raise RuntimeError("espeak-ng failed to initialise (or speaks at an unexpected rate)")
             lib.espeak_SetSynthCallback(self._callback)
             if lib.espeak_SetVoiceByName(speaker.voice.encode()) != 0:
                 raise ValueError(f"espeak-ng has no voice {speaker.voice!r}")
             for param, value in ((_RATE, speaker.rate), (_PITCH, speaker.pitch), (_RANGE, speaker.range)):
                 lib.espeak_SetParameter(param, int(value), 0)
-            self._chunks, self._words = [], []
+            self._chunks, self._words, self._phonemes = [], [], []
             data = text.encode("utf-8")
             # Breath noise of some variants: espeak's own generator (seeded from the clock at
             # initialisation) and libc's rand(); both seeded from the clip instead.
@@ -244,6 +260,16 @@ class Espeak:
         chars = list(text)  # text_position counts characters (UTF-8 decoded), from 1
         words = [WordStart("".join(chars[pos - 1 : pos - 1 + length]), ms / 1000.0) for pos, length, ms in self._words]
         return _float_wave(pcm, sample_rate), words
+
+    def synthesize_phonemes(self, text: str, speaker: DemoSpeaker, sample_rate: int = 24000) -> tuple[Any, list[PhonemeStart]]:
+        """The clip of :meth:`synthesize_words` and espeak-ng's phoneme start times: one
+        :class:`PhonemeStart` per ``espeakEVENT_PHONEME`` that names a phoneme (the events of pauses
+        are nameless and left out), in order. Their IPA strings, concatenated word by word, are
+        espeak-ng's phoneme output of the text (what the espeak frontend phonemizes) without its
+        spaces and punctuation: a phoneme-level reference for alignments (``benchmarks/alignment.py``)."""
+        pcm = self.synthesize(text, speaker, phoneme_events=True)
+        phonemes = [PhonemeStart(name, ms / 1000.0) for name, ms in self._phonemes if name]
+        return _float_wave(pcm, sample_rate), phonemes
 
     def close(self) -> None:
         if self._owned:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
-from tts_zoo.checkpoint import load_state_strict
+from tts_zoo.checkpoint import is_checkpoint, load_state_strict, read_submodule_state
 from tts_zoo.errors import CheckpointError, MissingWeightsError
 from tts_zoo.interfaces import Aligner, AlignerOutput
 
@@ -233,7 +233,7 @@ class ASRCNN(Aligner):
         location_n_filters: Filters of the attention's location convolution.
         location_kernel_size: Kernel size of the attention's location convolution.
         token_mask_prob: Probability that a text token is replaced by the unk id 3 (drawn on every call).
-        weights: Pretrained weights to load: the reference's ``Utils/ASR/epoch_00080.pth`` (None = random init).
+        weights: Pretrained weights to load: the reference's ``Utils/ASR/epoch_00080.pth``, or a tts-zoo checkpoint directory whose model has a text aligner of this shape (e.g. a ``styletts2_align_pretrain`` run's ``checkpoints/latest``: pretrain once, reuse with other model widths); None = random init.
     """
 
     n_down = 1  # the stride-2 input conv halves the frame rate once
@@ -285,8 +285,12 @@ class ASRCNN(Aligner):
         return AlignerOutput(ctc_logits, s2s_logits, attention)
 
     def load_official_weights(self, checkpoint_path: str | Path) -> None:
-        """Load the reference's ``epoch_00080.pth`` (``{'model': state_dict}``) strictly."""
+        """Load the reference's ``epoch_00080.pth`` (``{'model': state_dict}``), or the ``text_aligner``
+        of a tts-zoo checkpoint directory, strictly."""
         checkpoint_path = Path(checkpoint_path)
+        if checkpoint_path.is_dir() and is_checkpoint(checkpoint_path):
+            load_state_strict(self, read_submodule_state(checkpoint_path, "text_aligner"), checkpoint_path)
+            return
         if not checkpoint_path.is_file():
             raise MissingWeightsError(f"text aligner file not found: {checkpoint_path} — {_DOWNLOAD_HINT} and put it at {checkpoint_path.parent}")
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)

@@ -1,4 +1,4 @@
-"""Word start times from a token→frame alignment, and their errors against reference times.
+"""Word and phoneme start times from a token→frame alignment, and their errors against reference times.
 
 An alignment quality measure that needs no hand labels: espeak-ng reports when each word of a clip it
 speaks starts (:meth:`tts_zoo.data.demo.Espeak.synthesize_words`), and the aligner's monotonic path
@@ -22,6 +22,12 @@ space rule takes the last of them, the space just before the word.
 words to the next in both: "in the" → ``ɪnðə``). Its first word always starts at 0 ms, the start of
 its audio, although the sound begins 0-60 ms later (leading silence): the first word of a clip is
 not scored. espeak-ng starts a word that begins with a stop at the stop's (silent) closure.
+
+**Phoneme rule.** espeak-ng also reports when each phoneme starts
+(:meth:`tts_zoo.data.demo.Espeak.synthesize_phonemes`), named in IPA with its stress mark (``ˈoʊ``);
+those names, in order, spell the frontend's phoneme string without its spaces and punctuation. A
+phoneme's predicted start is the first frame of its first token (the stress mark of ``ˈoʊ``); every
+phoneme after the first is scored (:func:`phoneme_first_tokens`, :func:`phoneme_starts`).
 
 **Time rule.** Aligner frame ``f`` covers mel frames ``2f`` and ``2f+1``; mel frame ``m`` is centred on
 sample ``m·hop`` (centred STFT), so frame ``f`` starts at sample ``f·down·hop − hop/2`` of the padded
@@ -102,6 +108,30 @@ def word_starts(path: Tensor, tokens: Sequence[int], rule: WordRule = "phoneme",
     elif rule != "phoneme":
         raise ValueError(f"word_starts: rule must be 'phoneme' or 'space', got {rule!r}")
     return frame_start_seconds(token_start_frames(path)[first], **timing)
+
+
+def phoneme_first_tokens(phonemes: str, names: Sequence[str], skipped: str = " " + "".join(PUNCTUATION)) -> Optional[list[int]]:
+    """Index in the tokens ``[0] + ids + [0]`` of ``phonemes`` (one token per character) of the first
+    token of each reference phoneme ``names`` (espeak-ng's IPA, in order; spaces and punctuation of
+    ``phonemes`` are skipped between them). None when the names do not spell ``phonemes`` (the clip
+    cannot be scored)."""
+    chars, first, pos = list(phonemes), [], 0
+    for name in names:
+        while pos < len(chars) and chars[pos] in skipped:
+            pos += 1
+        if not name or "".join(chars[pos : pos + len(name)]) != name:
+            return None
+        first.append(pos + 1)  # + 1: the leading pad token
+        pos += len(name)
+    if any(c not in skipped for c in chars[pos:]):
+        return None
+    return first
+
+
+def phoneme_starts(path: Tensor, first_tokens: Sequence[int], **timing: int) -> np.ndarray:
+    """Predicted start time (s, unpadded clip) of each phoneme whose first token is ``first_tokens``
+    (:func:`phoneme_first_tokens`) under ``path`` [T, F]."""
+    return frame_start_seconds(token_start_frames(path)[list(first_tokens)], **timing)
 
 
 class WordTimingSummary(NamedTuple):

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from tts_zoo.checkpoint import load_state_strict
+from tts_zoo.checkpoint import is_checkpoint, load_state_strict, read_submodule_state
 from tts_zoo.errors import CheckpointError, MissingWeightsError
 from tts_zoo.interfaces import PitchExtractor
 
@@ -64,7 +64,7 @@ class JDCNet(PitchExtractor):
         seq_len: Unused by the forward (kept for the reference's constructor signature).
         channels: Widths [c0, c1, c2, c3] of the conv block and the three ResBlocks.
         leaky_relu_slope: Negative slope of every LeakyReLU.
-        weights: Pretrained weights to load: the reference's ``Utils/JDC/bst.t7`` (None = random init).
+        weights: Pretrained weights to load: the reference's ``Utils/JDC/bst.t7``, or a tts-zoo checkpoint directory whose model has a JDC pitch extractor of this shape (e.g. a run's ``checkpoints/latest`` after ``styletts2_pitch_pretrain``); None = random init.
     """
 
     def __init__(
@@ -162,8 +162,12 @@ class JDCNet(PitchExtractor):
         return f0, gan_feature, pooled, (conv, res1, res2)
 
     def load_official_weights(self, bst_t7_path: str | Path) -> None:
-        """Load the reference's ``bst.t7`` (``{'net': state_dict}``, with BatchNorm statistics) strictly."""
+        """Load the reference's ``bst.t7`` (``{'net': state_dict}``, with BatchNorm statistics), or the
+        ``pitch_extractor`` of a tts-zoo checkpoint directory, strictly."""
         path = Path(bst_t7_path)
+        if path.is_dir() and is_checkpoint(path):
+            load_state_strict(self, read_submodule_state(path, "pitch_extractor"), path)
+            return
         if not path.is_file():
             raise MissingWeightsError(f"pitch extractor file not found: {path} — {_DOWNLOAD_HINT} and put it at {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
