@@ -114,6 +114,7 @@ class HiFiGANDecoder(StyleTTS2Decoder):
         upsample_kernel_sizes: Kernel size of each transposed-conv upsampler.
         hidden_dim: Width of the decoder body's blocks (the reference's hard-wired 1024).
         asr_res_dim: Width of the re-injected aligned features (the reference's hard-wired 64).
+        mel_head_bins: Mel bins of a training-only 1×1 read-out of the log-mel from the generator input, trained by stage 1's lambda_body_mel (not in the reference; 0 = none, the official layout).
     """
 
     # The reference's inference shifts the aligned inputs of the HiFi-GAN decoder one frame right
@@ -131,8 +132,9 @@ class HiFiGANDecoder(StyleTTS2Decoder):
         upsample_kernel_sizes: list[int] = [20, 10, 6, 4],  # noqa: B006
         hidden_dim: int = 1024,
         asr_res_dim: int = 64,
+        mel_head_bins: int = 0,
     ):
-        super().__init__(dim_in, style_dim, hidden_dim, asr_res_dim, upsample_initial_channel)
+        super().__init__(dim_in, style_dim, hidden_dim, asr_res_dim, upsample_initial_channel, mel_head_bins)
         self.generator = HiFiGANGenerator(
             style_dim,
             resblock_kernel_sizes,

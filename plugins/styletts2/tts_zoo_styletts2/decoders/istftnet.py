@@ -152,6 +152,7 @@ class ISTFTNetDecoder(StyleTTS2Decoder):
         gen_istft_hop_size: Hop of the output inverse STFT.
         hidden_dim: Width of the decoder body's blocks (the reference's hard-wired 1024).
         asr_res_dim: Width of the re-injected aligned features (the reference's hard-wired 64).
+        mel_head_bins: Mel bins of a training-only 1×1 read-out of the log-mel from the generator input, trained by stage 1's lambda_body_mel (not in the reference; 0 = none, the official layout).
     """
 
     def __init__(
@@ -167,8 +168,9 @@ class ISTFTNetDecoder(StyleTTS2Decoder):
         gen_istft_hop_size: int = 5,
         hidden_dim: int = 1024,
         asr_res_dim: int = 64,
+        mel_head_bins: int = 0,
     ):
-        super().__init__(dim_in, style_dim, hidden_dim, asr_res_dim, upsample_initial_channel)
+        super().__init__(dim_in, style_dim, hidden_dim, asr_res_dim, upsample_initial_channel, mel_head_bins)
         self.generator = ISTFTNetGenerator(
             style_dim,
             resblock_kernel_sizes,

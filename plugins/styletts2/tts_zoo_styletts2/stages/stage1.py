@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tts_zoo.errors import TTSZooError
 from tts_zoo.interfaces import Stage, StepContext
 from tts_zoo_styletts2.losses.adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss
 from tts_zoo_styletts2.losses.aligner import AlignerMonoLoss, AlignerS2SLoss
@@ -52,6 +54,8 @@ class StyleTTS2Stage1(Stage):
         alignment: Where the monotonic path comes from: "attention" (MAS over the aligner's attention, the reference) or "ctc" (MAS over its CTC head's log-probabilities: for an aligner pretrained from scratch in minutes by styletts2_align_pretrain; the hard path is then used on every step and the aligner is not trained further, so no s2s/mono losses).
         max_steps: End this stage after this many of its steps, mid-epoch if need be (validation and a checkpoint follow; null = its epochs).
         lr: Learning rate of this stage's groups (None = train.optimizer.lr); the demo trains stage 1 faster than stage 2.
+        lambda_body_mel: Weight of an L1 loss between the decoder body's linear mel read-out (model.decoder.mel_head_bins > 0; see StyleTTS2Decoder.mel_from_body) and the clip's log-mel (not in the reference; 0 = off). From nothing on a CPU budget it teaches the body the speech content several times faster than the waveform's mel loss alone.
+        generator_epoch: Epochs before this one train the decoder body through the mel read-out only, without running the waveform generator (~5x cheaper steps; needs lambda_body_mel > 0); from it on, the full step.
     """
 
     manual_optimization = True
@@ -68,13 +72,20 @@ class StyleTTS2Stage1(Stage):
         alignment: AlignmentSource = "attention",
         max_steps: Optional[int] = None,
         lr: Optional[float] = None,
+        lambda_body_mel: float = 0.0,
+        generator_epoch: int = 0,
     ):
+        if generator_epoch > 0 and lambda_body_mel <= 0:
+            raise ValueError(f"styletts2_stage1: generator_epoch {generator_epoch} trains the decoder body through its "
+                             "mel read-out alone; set lambda_body_mel > 0 (e.g. 5) or generator_epoch: 0")
         self.epochs = epochs
         self.lr = lr
+        self.generator_epoch = generator_epoch
         self.max_steps = step_limit(max_steps)
         self.tma_epoch = tma_epoch
         self.alignment = alignment
-        self.weights = {"mel": lambda_mel, "mono": lambda_mono, "s2s": lambda_s2s, "gen": lambda_gen, "slm": lambda_slm}
+        self.weights = {"mel": lambda_mel, "mono": lambda_mono, "s2s": lambda_s2s, "gen": lambda_gen, "slm": lambda_slm,
+                        "body_mel": lambda_body_mel}
         self.max_frames = 400
         self.stft = MultiResolutionSTFTLoss()
         self.generator_loss = GeneratorAdversarialLoss()
@@ -86,6 +97,9 @@ class StyleTTS2Stage1(Stage):
     def setup(self, model: nn.Module, recipe: Any, resumed: bool) -> None:
         require_modules(model, "styletts2_stage1", ("text_aligner", "pitch_extractor"))
         self.max_frames = recipe.data.max_frames
+        if self.weights["body_mel"] and getattr(model.decoder, "mel_head", None) is None:
+            raise TTSZooError("styletts2_stage1.lambda_body_mel needs the decoder's mel read-out: "
+                              "set model.decoder.mel_head_bins: 80 (or lambda_body_mel: 0)")
 
     def parameter_groups(self, model: nn.Module, config: Any) -> dict[str, dict[str, Any]]:
         own_lr = {} if self.lr is None else {"lr": self.lr}
@@ -107,10 +121,18 @@ class StyleTTS2Stage1(Stage):
         en = crop(asr, clips.starts, clips.frames)
         f0, energy = prosody_targets(model, clips.gt)
         style = model.style_encoder((clips.st if model.multispeaker else clips.gt).unsqueeze(1))
-        y_rec = model.decoder(en, f0, energy, style)
+        body, f0_curve = model.decoder.generator_input(en, f0, energy, style)
+        terms: dict[str, Any] = {}
+        if self.weights["body_mel"]:
+            terms["body_mel"] = body_mel_loss(model.decoder, body, clips.gt)
+        if ctx.epoch < self.generator_epoch:  # the body alone, through its mel read-out
+            loss = self.weights["body_mel"] * terms["body_mel"]
+            ctx.backward(loss, terms)
+            ctx.step("text_encoder", "style_encoder", "decoder")
+            return detached({"loss": loss, **terms})
+        y_rec = model.decoder.generator(body, style, f0_curve)
 
         discs = discriminators(model) if self.weights["gen"] else {}
-        terms: dict[str, Any] = {}
         if tma and discs:
             d_loss = self.discriminator_loss(judge(discs, clips.wav, y_rec.detach()))
             ctx.backward(d_loss, {"disc": d_loss})
@@ -130,7 +152,7 @@ class StyleTTS2Stage1(Stage):
                 terms["slm"] = slm_feature_loss(model, self.slm_loss, clips.wav, y_rec)
             loss = weighted(terms, self.weights)
         else:
-            loss = terms["mel"]
+            loss = terms["mel"] + self.weights["body_mel"] * terms.get("body_mel", 0.0)
         ctx.backward(loss, terms)
         ctx.step("text_encoder", "style_encoder", "decoder", *(("text_aligner",) if train_aligner else ()))
         return detached({"loss": loss, **terms})
@@ -145,11 +167,24 @@ class StyleTTS2Stage1(Stage):
         asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.attention
         f0, energy = prosody_targets(model, clips.gt)
         style = model.style_encoder(clips.gt.unsqueeze(1))
-        y_rec = model.decoder(crop(asr, clips.starts, clips.frames), f0, energy, style)
-        return {"mel": self.stft(y_rec, clips.wav)}
+        body, f0_curve = model.decoder.generator_input(crop(asr, clips.starts, clips.frames), f0, energy, style)
+        out = {"mel": self.stft(model.decoder.generator(body, style, f0_curve), clips.wav)}
+        if self.weights["body_mel"]:
+            out["body_mel"] = body_mel_loss(model.decoder, body, clips.gt)
+        return out
 
     def examples(self, model: nn.Module, batch: Any, epoch: int) -> dict[str, Tensor]:
         _, aln, text_mask = align(model, batch, zero_padding=True, source=self.alignment)
         asr = model.text_encoder(batch.texts, batch.input_lengths, text_mask) @ aln.attention
         n_text, n_frames = int(batch.input_lengths[0]), int(batch.output_lengths[0]) // 2
         return {**full_length_example(model, batch, asr), "image/attention": aln.attention[0, :n_text, :n_frames]}
+
+
+def body_mel_loss(decoder: nn.Module, body: Tensor, mel: Tensor) -> Tensor:
+    """L1 between the decoder body's mel read-out of the generator input ``body`` [B, C, 2F] and the
+    clip's normalised log-mel ``mel`` [B, n_mels, 2F] (see StyleTTS2Decoder.mel_from_body)."""
+    predicted = decoder.mel_from_body(body)
+    if predicted.shape != mel.shape:
+        raise TTSZooError(f"decoder mel read-out {tuple(predicted.shape)} does not match the clips' mel {tuple(mel.shape)}: "
+                          f"set model.decoder.mel_head_bins to the data's mel bins ({mel.shape[1]})")
+    return F.l1_loss(predicted, mel)
