@@ -84,7 +84,7 @@ def test_misconfigurations_say_what_to_set(head_setup, corpus):  # noqa: F811
     recipe, _ = head_setup
     with pytest.raises(ComponentBuildError, match="lambda_body_mel > 0"):
         registry.build_component({"component": "styletts2_stage1", "generator_epoch": 2}, "stage")
-    plain = tiny_recipe(corpus)
+    plain = tiny_recipe(corpus, "model.decoder.mel_head_bins=0")
     stage = registry.build_component({"component": "styletts2_stage1", "lambda_body_mel": 1.0}, "stage")
     with pytest.raises(TTSZooError, match="mel_head_bins: 80"):
         stage.setup(build(plain), plain, resumed=False)
