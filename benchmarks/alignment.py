@@ -4,7 +4,7 @@
 
 For ``-n`` sentences (the held-out ``tts_zoo/data/eval_sentences.txt`` first, then demo-corpus
 sentences from :func:`tts_zoo.data.demo.demo_sentences`) spoken by one demo voice, espeak-ng gives
-the audio and the time each word starts (:meth:`tts_zoo.data.demo.Espeak.synthesize_words`). The
+the audio and the time each word starts (:meth:`tts_zoo.data.demo.Espeak.synthesize_timings`). The
 model's text aligner (a checkpoint that kept it: a training checkpoint, rebuilt with
 ``registry.build(dir)``) sees the clip exactly as training does (5000 samples of silence each side,
 log-mel, tokens ``[0] + frontend.encode(frontend.phonemize(text)) + [0]``), and
@@ -23,7 +23,7 @@ of the space token just before it (rule ``space``); both are reported (rules and
 in both its phonemes and its word events ("in the" → ``ɪnðə``), so the two lists pair up one to one;
 a clip where the counts differ is skipped and counted. The first word of each clip is not scored
 (espeak-ng puts it at 0 ms, before its leading silence). Rule ``phonemes`` scores every phoneme but
-each clip's first against espeak-ng's phoneme events (:meth:`tts_zoo.data.demo.Espeak.synthesize_phonemes`):
+each clip's first against espeak-ng's phoneme events (:meth:`tts_zoo.data.demo.Espeak.synthesize_timings`):
 a phoneme's predicted start is the first frame of its first token (a stressed vowel's stress mark).
 Reported per source and rule: starts scored (count), median
 and mean |error| (ms), mean signed error (bias: > 0 = predicted late), share within 50 and 100 ms.
@@ -124,8 +124,7 @@ def run(model_path: str, voice: str, n: int, sources: tuple[str, ...], seed: int
     espeak = Espeak()
     try:
         for text in texts:
-            wave, words = espeak.synthesize_words(text, speaker)
-            _, phones = espeak.synthesize_phonemes(text, speaker)
+            wave, words, phones = espeak.synthesize_timings(text, speaker)
             phonemes = frontend.phonemize(text)
             tokens = [0, *frontend.encode(phonemes), 0]
             reference = [w.start for w in words]

@@ -77,9 +77,10 @@ def test_espeak_words_pair_up_with_the_frontends_phoneme_words(espeak, frontend)
 def test_espeak_phoneme_events_spell_the_frontends_phonemes_in_time_order(espeak, frontend):
     speaker = DEFAULT_SPEAKERS[0]
     for text in SENTENCES:
-        wave, phones = espeak.synthesize_phonemes(text, speaker)
-        words_wave, _ = espeak.synthesize_words(text, speaker)
+        wave, words, phones = espeak.synthesize_timings(text, speaker)
+        words_wave, words_alone = espeak.synthesize_words(text, speaker)
         assert torch.equal(wave, words_wave)  # asking for phoneme events changes nothing in the audio
+        assert words == words_alone  # nor in the word events
         phonemes = frontend.phonemize(text)
         assert "".join(p.phoneme for p in phones) == "".join(c for c in phonemes if c not in " ,.")
         first = phoneme_first_tokens(phonemes, [p.phoneme for p in phones])
@@ -88,7 +89,7 @@ def test_espeak_phoneme_events_spell_the_frontends_phonemes_in_time_order(espeak
         assert all(b > a for a, b in zip(starts, starts[1:]))  # every phoneme lasts > 0 ms
         assert 0.0 < starts[0] < 0.1 and starts[-1] < wave.shape[0] / 24000
     # 'The train was late, so …': the comma's pause lies between "late" (its t) and "so"
-    _, phones = espeak.synthesize_phonemes(SENTENCES[0], speaker)
+    _, _, phones = espeak.synthesize_timings(SENTENCES[0], speaker)
     names = [p.phoneme for p in phones]
     s_at = names.index("s")
     assert phones[s_at].start - phones[s_at - 1].start > 0.15

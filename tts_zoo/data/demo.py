@@ -257,19 +257,24 @@ class Espeak:
         phoneme output (phonemizer) has the same words, so events and phoneme words pair up.
         Resampling keeps times (zero-phase filter), so the starts hold at any ``sample_rate``."""
         pcm = self.synthesize(text, speaker)
-        chars = list(text)  # text_position counts characters (UTF-8 decoded), from 1
-        words = [WordStart("".join(chars[pos - 1 : pos - 1 + length]), ms / 1000.0) for pos, length, ms in self._words]
-        return _float_wave(pcm, sample_rate), words
+        return _float_wave(pcm, sample_rate), self._word_starts(text)
 
-    def synthesize_phonemes(self, text: str, speaker: DemoSpeaker, sample_rate: int = 24000) -> tuple[Any, list[PhonemeStart]]:
-        """The clip of :meth:`synthesize_words` and espeak-ng's phoneme start times: one
-        :class:`PhonemeStart` per ``espeakEVENT_PHONEME`` that names a phoneme (the events of pauses
-        are nameless and left out), in order. Their IPA strings, concatenated word by word, are
-        espeak-ng's phoneme output of the text (what the espeak frontend phonemizes) without its
-        spaces and punctuation: a phoneme-level reference for alignments (``benchmarks/alignment.py``)."""
+    def _word_starts(self, text: str) -> list[WordStart]:
+        """The word events of the last clip, spoken from ``text``."""
+        chars = list(text)  # text_position counts characters (UTF-8 decoded), from 1
+        return [WordStart("".join(chars[pos - 1 : pos - 1 + length]), ms / 1000.0) for pos, length, ms in self._words]
+
+    def synthesize_timings(self, text: str, speaker: DemoSpeaker,
+                           sample_rate: int = 24000) -> tuple[Any, list[WordStart], list[PhonemeStart]]:
+        """The clip and word starts of :meth:`synthesize_words`, and espeak-ng's phoneme start times,
+        from one synthesis: one :class:`PhonemeStart` per ``espeakEVENT_PHONEME`` that names a phoneme
+        (the events of pauses are nameless and left out), in order. Their IPA strings, concatenated word
+        by word, are espeak-ng's phoneme output of the text (what the espeak frontend phonemizes)
+        without its spaces and punctuation: a phoneme-level reference for alignments
+        (``benchmarks/alignment.py``)."""
         pcm = self.synthesize(text, speaker, phoneme_events=True)
         phonemes = [PhonemeStart(name, ms / 1000.0) for name, ms in self._phonemes if name]
-        return _float_wave(pcm, sample_rate), phonemes
+        return _float_wave(pcm, sample_rate), self._word_starts(text), phonemes
 
     def close(self) -> None:
         if self._owned:

@@ -24,7 +24,7 @@ its audio, although the sound begins 0-60 ms later (leading silence): the first 
 not scored. espeak-ng starts a word that begins with a stop at the stop's (silent) closure.
 
 **Phoneme rule.** espeak-ng also reports when each phoneme starts
-(:meth:`tts_zoo.data.demo.Espeak.synthesize_phonemes`), named in IPA with its stress mark (``ˈoʊ``);
+(:meth:`tts_zoo.data.demo.Espeak.synthesize_timings`), named in IPA with its stress mark (``ˈoʊ``);
 those names, in order, spell the frontend's phoneme string without its spaces and punctuation. A
 phoneme's predicted start is the first frame of its first token (the stress mark of ``ˈoʊ``); every
 phoneme after the first is scored (:func:`phoneme_first_tokens`, :func:`phoneme_starts`).
