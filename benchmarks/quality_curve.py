@@ -1,6 +1,6 @@
 """Quality against training time: every checkpoint of a run, measured with Whisper.
 
-    .venv/bin/python benchmarks/quality_curve.py --run runs/demo [-n 10] [--items 6] [--json curve.json]
+    .venv/bin/python benchmarks/quality_curve.py --run runs/demo [-n 10] [--items 6] [--json curve.json] [--plot curve.png]
 
 For each checkpoint (minutes = its time since the run's ``recipe.yaml`` was written):
 
@@ -11,6 +11,8 @@ For each checkpoint (minutes = its time since the run's ``recipe.yaml`` was writ
   checkpoints taken in or after stage 2, whose duration predictor and prosodic style are trained).
 
 Run it after training (it competes for the CPU); keep more checkpoints with ``train.keep_checkpoints``.
+``--plot`` draws both WERs against minutes with matplotlib (not a tts-zoo dependency: ``pip install
+matplotlib``); ``--from-json`` redraws a plot from a saved ``--json`` without measuring again.
 """
 
 from __future__ import annotations
@@ -70,7 +72,20 @@ def main() -> None:
     parser.add_argument("--reference", help="voice for synthesis (default: the first validation clip)")
     parser.add_argument("--voice", default="us_m", help="espeak-ng voice of the reference recordings")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--plot", help="draw WER against training minutes into this image (needs matplotlib)")
+    parser.add_argument("--from-json", help="rows saved by --json: only draw --plot from them")
+    parser.add_argument("--title", help="the plot's title (default: the run directory)")
     args = parser.parse_args()
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before minutes of measuring, not after)
+        except ImportError:
+            parser.exit(2, "error: --plot needs matplotlib: .venv/bin/pip install matplotlib\n")
+    if args.from_json:
+        if not args.plot:
+            parser.exit(2, "error: --from-json only draws: give --plot too\n")
+        plot(json.loads(Path(args.from_json).read_text()), args.plot, args.title or args.from_json)
+        return
     run = Path(args.run)
     start = (run / "recipe.yaml").stat().st_mtime
     checkpoints = sorted((p for p in (run / "checkpoints").glob("step_*") if (p / "model.safetensors").is_file()),
@@ -97,6 +112,33 @@ def main() -> None:
               f"{fmt('synthesis_wer', 9)} {fmt('duration_ratio', 6)} {fmt('mcd_db', 7)}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.plot:
+        plot(rows, args.plot, args.title or str(run))
+
+
+def plot(rows: list[dict], path: str, title: str) -> None:
+    """Reconstruction and synthesis WER against training minutes (a dotted line where stage 2 starts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for key, label, style in (("reconstruction_wer", "reconstruction WER (teacher-forced)", "o-"),
+                              ("synthesis_wer", "synthesis WER (held-out sentences)", "s-")):
+        points = [(r["minutes"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=4)
+    stage2 = [r["minutes"] for r in rows if r["stage"] == "styletts2_stage2"]
+    if stage2:
+        ax.axvline(min(stage2), color="grey", linestyle=":", linewidth=1)
+        ax.text(min(stage2), 1.02, " stage 2", color="grey", fontsize=8, va="top")
+    ax.set(xlabel="training minutes (2 CPU cores)", ylabel="Whisper-base WER", ylim=(0, 1.05), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

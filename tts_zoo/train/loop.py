@@ -225,6 +225,7 @@ class Trainer:
             self.log.text("recipe", recipe_text)
             where = f"resuming from {self.checkpoints.latest()} at step {self.state.step}" if training else "starting"
             self.log.print(f"[bold]{where}[/] · run dir {self.run_dir} · device {self.dist.device}"
+                           f"{f' · {torch.get_num_threads()} threads' if self.dist.device.type == 'cpu' else ''}"
                            f"{f' · {self.dist.world_size} ranks' if self.dist.distributed else ''}")
         # Each rank its own random stream from here on; rank 0's is restored exactly on resume.
         seed_everything(self.cfg.seed + 7919 * self.dist.rank + (self.state.step if self.dist.rank else 0))
