@@ -114,6 +114,35 @@ def test_an_items_draws_depend_on_seed_epoch_and_index_only(corpus):
     assert not same(first, draws(ds[i] for i in range(len(ds))))
 
 
+def test_cache_audio_reads_each_file_once_and_changes_nothing(corpus, monkeypatch):
+    """cache_audio: every epoch's items equal the uncached dataset's (the same draws too); once read,
+    no file is decoded again in later epochs, whether as an item or as a reference; a bad file stays
+    skipped."""
+    import tts_zoo.data.dataset as dataset_module
+
+    recs, bad = corpus
+    texts = [LONG, LONG + " again"]
+    reads: list[str] = []
+    real_load = dataset_module.load_audio
+    monkeypatch.setattr(dataset_module, "load_audio", lambda path, sr: reads.append(path) or real_load(path, sr))
+    cached = SpeechDataset(recs + bad[:1], FakeFrontend(), ood_texts=texts, seed=2, cache_audio=True)
+    plain = SpeechDataset(recs + bad[:1], FakeFrontend(), ood_texts=texts, seed=2)
+    for epoch in range(3):
+        cached.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for i in range(len(recs) + 1):
+            a, b = cached[i], plain[i]
+            assert a.path == b.path and a.ood_tokens.tolist() == b.ood_tokens.tolist()
+            assert torch.equal(a.mel, b.mel) and torch.equal(a.wave, b.wave) and torch.equal(a.ref_mel, b.ref_mel)
+    reads.clear()
+    for epoch in range(3, 5):
+        cached.set_epoch(epoch)
+        for i in range(len(recs)):
+            cached[i]
+    assert reads == [], f"cached dataset read {len(reads)} files again"
+    assert len(cached.skipped) == 1 and bad[0].audio in cached.skipped
+
+
 def test_bad_audio_is_skipped_with_counted_warnings(corpus, caplog):
     recs, bad = corpus
     ds = SpeechDataset(recs + bad, FakeFrontend(), seed=0)

@@ -174,6 +174,31 @@ def test_stage2_trains_prosody_and_diffusion_with_a_fixed_decoder(setup_once):
     assert groups["bert"]["weight_decay"] == 0.01 and groups["decoder"]["lr"] == recipe.train.optimizer.ft_lr
 
 
+def test_frozen_modules_get_no_gradient_computed(setup_once):
+    """The pitch extractor (targets only) and, before joint_epoch, stage 2's acoustic style encoder
+    (a detached diffusion target) are left out of the backward pass: their .grad stays None, so no
+    time or memory goes into gradients nobody steps."""
+    def grads_after_a_step(block, epoch):
+        recipe, _, batches = setup_once
+        model = build(recipe)
+        settle_spectral_norms(model, batches[0].mels)
+        stage = registry.build_component(block, "stage")
+        stage.setup(model, recipe, resumed=False)
+        opt = StageOptimizer(model, stage.parameter_groups(model, recipe.train.optimizer), recipe.train.optimizer, 100, setup("cpu"))
+        opt.epoch, opt.global_step = epoch, 0
+        opt.zero_grad()
+        torch.manual_seed(1)
+        # the optimizer step does not clear gradients: what backward reached is still there
+        assert stage.train_step(model, batches[0], opt)
+        return {m: any(p.grad is not None for p in getattr(model, m).parameters()) for m in MODULES if getattr(model, m) is not None}
+
+    stage1 = grads_after_a_step({"component": "styletts2_stage1", "tma_epoch": 0, "lambda_gen": 0.0}, epoch=0)
+    assert not stage1["pitch_extractor"] and stage1["decoder"] and stage1["text_aligner"]
+    stage2 = grads_after_a_step({"component": "styletts2_stage2", "diff_epoch": 0, "joint_epoch": 1, "lambda_gen": 0.0}, epoch=0)
+    assert not stage2["pitch_extractor"] and not stage2["style_encoder"] and not stage2["decoder"]
+    assert stage2["predictor"] and stage2["predictor_encoder"] and stage2["plbert"]
+
+
 def test_stage2_joint_epoch_adds_slm_adversarial_training(setup_once):
     block = {"component": "styletts2_stage2", "diff_epoch": 0, "joint_epoch": 1, "slmadv_min_len": 40,
              "slmadv_max_len": 60, "slmadv_batch_percentage": 1.0, "slmadv_iter": 1}

@@ -57,7 +57,8 @@ def speech_datasets(recipe: Any, frontend: Any) -> tuple[Any, Optional[Any]]:
     data = recipe.data
     if not data.train:
         raise TrainingError("data.train: no training manifest in the recipe " + f"({_manifest_hint(recipe, 'train')})")
-    options: dict[str, Any] = {"sample_rate": data.sample_rate, "ref_frames": data.ref_frames, "seed": recipe.train.seed}
+    options: dict[str, Any] = {"sample_rate": data.sample_rate, "ref_frames": data.ref_frames, "seed": recipe.train.seed,
+                               "cache_audio": data.cache_audio}
     if data.ood_texts:
         if not Path(data.ood_texts).is_file():
             raise TrainingError(f"data.ood_texts: file not found: {data.ood_texts}")

@@ -5,7 +5,8 @@ Shapes: B batch, T tokens, F mel frames, F/2 text-aligned frames (600 samples ea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NamedTuple, Optional
 
 import torch
@@ -53,11 +54,21 @@ def judge(discs: dict[str, Discriminator], real: Tensor, fake: Tensor,
     all — the same losses and generator gradients as the reference, at about half the backward cost."""
     if not for_generator:
         return [d(real, fake) for d in discs.values()]
-    params = [p for d in discs.values() for p in d.parameters() if p.requires_grad]
+    with weights_fixed(*discs.values()):
+        return [d(real, fake) for d in discs.values()]
+
+
+@contextlib.contextmanager
+def weights_fixed(*modules: Optional[nn.Module]) -> Iterator[None]:
+    """Forward passes inside see the modules' parameters as constants: gradients still flow through
+    them to their inputs, but backward computes none for the weights themselves (about half of a
+    convolution's backward). For modules the step does not update; restored on exit (the graph
+    already built keeps what it recorded)."""
+    params = [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
-        return [d(real, fake) for d in discs.values()]
+        yield
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -174,9 +185,14 @@ def training_clips(batch: Any, max_frames: Optional[int], ctx: Optional[StepCont
 
 @torch.no_grad()
 def prosody_targets(model: nn.Module, gt: Tensor) -> tuple[Tensor, Tensor]:
-    """Mel clips [B, n_mels, 2F'] → (F0 [B, 2F'] from the pitch extractor, energy [B, 2F'] = log ||mel||)."""
-    f0 = model.pitch_extractor(gt.unsqueeze(1))[0]
-    return f0, log_norm(gt.unsqueeze(1)).squeeze(1)
+    """Mel clips [B, n_mels, 2F'] → (F0 [B, 2F'] from the pitch extractor, energy [B, 2F'] = log ||mel||).
+
+    No gradient: the pitch extractor is frozen in every stage that asks for targets, and neither the
+    mel nor anything trained lies behind them (the reference builds this graph and never steps it;
+    skipping it leaves every update the same and saves JDC's backward, BiLSTM included)."""
+    with torch.no_grad():
+        f0 = model.pitch_extractor(gt.unsqueeze(1))[0]
+        return f0, log_norm(gt.unsqueeze(1)).squeeze(1)
 
 
 def slm_feature_loss(model: nn.Module, loss: nn.Module, real: Tensor, fake: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from tts_zoo_styletts2.losses.stft import MultiResolutionSTFTLoss
 from tts_zoo_styletts2.stages.common import (
     MIN_CLIP_MEL_FRAMES, AlignmentSource, align, clip_lengths, crop, crop_waves, detached, discriminators, judge,
     module_groups, prosody_targets, random_starts, require_modules, slm_feature_loss, step_limit, training_clips,
-    weighted,
+    weighted, weights_fixed,
 )
 
 logger = logging.getLogger(__name__)
@@ -188,12 +188,14 @@ class StyleTTS2Stage2(Stage):
     @staticmethod
     def _global_styles(model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
         """(acoustic [B, S], prosodic [B, S]) styles of each whole utterance, one at a time (the
-        encoders pool over time: padding would change the result)."""
+        encoders pool over time: padding would change the result). The acoustic one is only ever a
+        (detached) diffusion target, so it carries no gradient; the prosodic one feeds the predictor."""
         acoustic, prosodic = [], []
         for b, n in enumerate(batch.output_lengths.tolist()):
             mel = batch.mels[b : b + 1, :, :n].unsqueeze(1)
             prosodic.append(model.predictor_encoder(mel))
-            acoustic.append(model.style_encoder(mel))
+            with torch.no_grad():
+                acoustic.append(model.style_encoder(mel))
         return torch.cat(acoustic), torch.cat(prosodic)
 
     def _initialise_from(self, model: nn.Module, batch: Any, durations: Tensor, ctx: StepContext) -> None:
@@ -251,14 +253,22 @@ class StyleTTS2Stage2(Stage):
             gt, wav = crop(batch.mels, starts, clip_frames, 2), crop_waves(batch.waves, starts, clip_frames)
             st = crop(batch.mels, st_starts, st_frames, 2) if model.multispeaker else gt
             s_dur_clip = model.predictor_encoder(st.unsqueeze(1))
-            style = model.style_encoder(st.unsqueeze(1)) if decoder_on else None
+            style = None
+            if decoder_on:
+                with torch.set_grad_enabled(joint):  # stepped from joint_epoch only
+                    style = model.style_encoder(st.unsqueeze(1))
             f0_real, energy_real = prosody_targets(model, gt)
             y_rec_gt_pred = None
             if decoder_on:
                 with torch.no_grad():
                     y_rec_gt_pred = model.decoder(en, f0_real, energy_real, style)
             f0_fake, energy_fake = model.predictor.predict_f0_energy(p_en, s_dur_clip)
-            y_rec = model.decoder(en, f0_fake, energy_fake, style) if decoder_on else None
+            y_rec = None
+            if decoder_on:
+                # Before joint_epoch the decoder is fixed: its gradient reaches the predicted F0 and
+                # energy, and none is computed for its own weights.
+                with contextlib.nullcontext() if joint else weights_fixed(model.decoder):
+                    y_rec = model.decoder(en, f0_fake, energy_fake, style)
             terms["f0"] = self.f0_loss(f0_real, f0_fake)
             terms["norm"] = self.energy_loss(energy_real, energy_fake)
             if decoder_on:
