@@ -17,8 +17,8 @@ mean 2.06, spread 0.96 frames), stage 2 from the same stage 1 (demo_long's, step
 
     stage 2                                               predicted spread  L1     best constant  correlation
     two full epochs (the demo before data_init)           0.06              0.603  0.600          -0.01
-    decoder_epoch 1 + data_init (recipes/demo.yaml now)   0.49              0.535  0.600           0.55
-    decoder_epoch 2 (no decoder pass at all) + data_init  0.51              0.527  0.600           0.56
+    decoder_epoch 1 + data_init (the session-5 demo)      0.49              0.535  0.600           0.55
+    decoder_epoch 2 (no decoder pass: recipes/demo.yaml)  0.51              0.527  0.600           0.56
 """
 
 from __future__ import annotations
