@@ -187,12 +187,10 @@ def training_clips(batch: Any, max_frames: Optional[int], ctx: Optional[StepCont
 def prosody_targets(model: nn.Module, gt: Tensor) -> tuple[Tensor, Tensor]:
     """Mel clips [B, n_mels, 2F'] → (F0 [B, 2F'] from the pitch extractor, energy [B, 2F'] = log ||mel||).
 
-    No gradient: the pitch extractor is frozen in every stage that asks for targets, and neither the
-    mel nor anything trained lies behind them (the reference builds this graph and never steps it;
-    skipping it leaves every update the same and saves JDC's backward, BiLSTM included)."""
-    with torch.no_grad():
-        f0 = model.pitch_extractor(gt.unsqueeze(1))[0]
-        return f0, log_norm(gt.unsqueeze(1)).squeeze(1)
+    No gradient (the decorator): the pitch extractor is frozen in every stage that asks for targets,
+    and nothing trained lies behind them, so every update is the same without JDC's backward."""
+    f0 = model.pitch_extractor(gt.unsqueeze(1))[0]
+    return f0, log_norm(gt.unsqueeze(1)).squeeze(1)
 
 
 def slm_feature_loss(model: nn.Module, loss: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
