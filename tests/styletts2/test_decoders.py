@@ -111,6 +111,36 @@ def test_generator_on_injected_source(fixture_set):
 
 
 @torch.no_grad()
+def test_fast_path_is_as_accurate_as_the_reference_ops(fixture_set, monkeypatch):
+    """The inference fast path (in place; on CPU time-major, with channels-last convolutions) sums in
+    another order than the reference ops, so both are held against the float64 truth: the fast path
+    may be at most 3x as far from it. (An instance norm by torch's channels-last batch norm was 25x.)"""
+    istftnet = is_istftnet(fixture_set)
+    db = fixture_set.fx["decoder_batch"]
+    fast = injected_generator(build_decoder(fixture_set), db, istftnet)
+    monkeypatch.setattr(base, "FAST_PATH", False)
+    reference_ops = injected_generator(build_decoder(fixture_set), db, istftnet)
+    exact_decoder = build_decoder(fixture_set).double()
+    exact_decoder.generator.window = getattr(exact_decoder.generator, "window", torch.empty(0)).double()
+    exact = injected_generator(exact_decoder, {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v
+                                               for k, v in db.items()}, istftnet)
+    fast_error, reference_error = [float((out - exact).abs().max()) for out in (fast, reference_ops)]
+    assert fast_error <= 3 * reference_error + 1e-7, f"fast path {fast_error:.3g} from float64, reference ops {reference_error:.3g}"
+
+
+@torch.no_grad()
+def test_fast_path_runs_every_generator_convolution_channels_last_on_cpu(fixture_set, monkeypatch):
+    decoder, db = build_decoder(fixture_set), fixture_set.fx["decoder_batch"]
+    seen = []
+    for name in ("conv2d", "conv_transpose2d"):
+        original = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda x, *a, _f=original: seen.append(x.is_contiguous(memory_format=torch.channels_last)) or _f(x, *a))
+    injected_generator(decoder, db, is_istftnet(fixture_set))
+    convs = [m for m in decoder.generator.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+    assert len(seen) == len(convs) and all(seen)
+
+
+@torch.no_grad()
 def test_istftnet_source_stft(fixture_set):
     """The source's STFT as the generator computes it, compared as complex numbers (the phase of a
     near-real bin may legitimately come out as -π instead of +π, README 9.3)."""

@@ -213,7 +213,9 @@ def test_batched_chunks_encode_like_single_ones(imported):
 
 @torch.inference_mode()
 def test_inference_speedups_leave_the_output_unchanged(imported, monkeypatch):
-    """prepare_for_inference (weight norm folded) and the decoders' in-place fast path: the same numbers."""
+    """prepare_for_inference (weight norm folded) and the decoders' fast path: the same numbers, up to the
+    order of the sums in the generator's channels-last convolutions (test_decoders holds that order's
+    error against float64)."""
     fs, path, _ = imported
     inf = fs.fx["infer_fixed"]
     reference = fs.fx["ref_s"] if fs.multispeaker else None
@@ -224,7 +226,7 @@ def test_inference_speedups_leave_the_output_unchanged(imported, monkeypatch):
 
     fast = run(load_model(path).prepare_for_inference())
     monkeypatch.setattr(decoder_base, "FAST_PATH", False)
-    assert torch.equal(fast, run(load_model(path)))
+    assert_close(fast, run(load_model(path)), 1e-4, "fast path against the reference ops")  # issue 13: <= 1e-4
 
 
 @torch.inference_mode()

@@ -43,6 +43,15 @@ def remove_weight_norm(module: nn.Module) -> None:
                 setattr(child, hook.name, nn.Parameter(v.detach(), requires_grad=v.requires_grad))
 
 
+def current_weight(module: nn.Module) -> Tensor:
+    """``module.weight`` as its next call would use it: computed from ``weight_g`` / ``weight_v`` when
+    weight norm is not folded (its hook only refreshes ``module.weight`` when the module is called)."""
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, WeightNorm):
+            return hook.compute_weight(module)
+    return module.weight
+
+
 def packed_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor, total_length: int) -> Tensor:
     """Run a batch-first ``lstm`` over the valid frames of each item only (packed sequence), so the
     reverse direction of a padded item starts at its last real frame, as in the reference.

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import weight_norm
-from .base import AdaINResBlock1, StyleTTS2Decoder, fast_path, mrf, snake, snake_
+from .base import AdaINResBlock1, StyleTTS2Decoder, channels_last, conv, fast_path, mrf, snake, snake_
 from .source import SourceModuleHnNSF
 
 
@@ -85,14 +85,17 @@ class HiFiGANGenerator(nn.Module):
         if har_source is None:
             har_source = self.harmonic_source(f0).transpose(1, 2)
         fast = fast_path()  # inference: the same ops, in place (see base.snake_)
+        time_major = fast and x.device.type == "cpu"  # channels-last convolutions (see base.conv)
+        if fast:  # a copy, as snake_ runs in place
+            x = channels_last(x) if time_major else x.clone()
         k = self.num_kernels
         for i in range(self.num_upsamples):
-            x = snake_(x if i else x.clone(), self.alphas[i]) if fast else snake(x, self.alphas[i])
-            x_source = self.noise_res[i](self.noise_convs[i](har_source), s)
-            x = self.ups[i](x).add_(x_source) if fast else self.ups[i](x) + x_source
+            x = snake_(x, self.alphas[i]) if fast else snake(x, self.alphas[i])
+            x_source = self.noise_res[i](conv(self.noise_convs[i], har_source, time_major), s)
+            x = conv(self.ups[i], x, time_major).add_(x_source) if fast else self.ups[i](x) + x_source
             x = mrf(self.resblocks[i * k : (i + 1) * k], x, s, fast)
         x = snake_(x, self.alphas[self.num_upsamples]) if fast else snake(x, self.alphas[self.num_upsamples])
-        return torch.tanh(self.conv_post(x))
+        return torch.tanh(conv(self.conv_post, x, time_major))
 
 
 class HiFiGANDecoder(StyleTTS2Decoder):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import weight_norm
-from .base import AdaINResBlock1, StyleTTS2Decoder, fast_path, mrf
+from .base import AdaINResBlock1, StyleTTS2Decoder, channels_last, conv, fast_path, mrf
 from .source import SourceModuleHnNSF
 
 LRELU_SLOPE = 0.1
@@ -112,16 +112,20 @@ class ISTFTNetGenerator(nn.Module):
         har = torch.cat([har_spec, har_phase], dim=1)
 
         fast = fast_path()  # inference: the same ops, in place (see base.snake_)
+        time_major = fast and x.device.type == "cpu"  # channels-last convolutions (see base.conv)
+        if time_major:
+            x, har = channels_last(x), channels_last(har)
         k = self.num_kernels
         for i in range(self.num_upsamples):
             x = F.leaky_relu(x, LRELU_SLOPE, inplace=fast and i > 0)  # stage 0's x is the caller's
-            x_source = self.noise_res[i](self.noise_convs[i](har), s)
-            x = self.ups[i](x)
+            x_source = self.noise_res[i](conv(self.noise_convs[i], har, time_major), s)
+            x = conv(self.ups[i], x, time_major)
             if i == self.num_upsamples - 1:
                 x = self.reflection_pad(x)
+                x = channels_last(x) if time_major else x  # the pad returns [B, C, T] memory
             x = x.add_(x_source) if fast else x + x_source
             x = mrf(self.resblocks[i * k : (i + 1) * k], x, s, fast)
-        x = self.conv_post(F.leaky_relu(x, inplace=fast))  # default slope 0.01 here, as in the reference
+        x = conv(self.conv_post, F.leaky_relu(x, inplace=fast), time_major)  # default slope 0.01 here, as in the reference
         n_bins = self.post_n_fft // 2 + 1
         spec = torch.exp(x[:, :n_bins, :])
         phase = torch.sin(x[:, n_bins:, :])
