@@ -129,6 +129,16 @@ def test_fast_path_is_as_accurate_as_the_reference_ops(fixture_set, monkeypatch)
 
 
 @torch.no_grad()
+def test_fast_path_in_channel_major_memory_is_the_reference_ops_bit_for_bit(fixture_set, monkeypatch):
+    """With ``TIME_MAJOR`` off (and on GPUs) the fast path only reorders commutative float ops."""
+    istftnet, db = is_istftnet(fixture_set), fixture_set.fx["decoder_batch"]
+    monkeypatch.setattr(base, "TIME_MAJOR", False)
+    fast = injected_generator(build_decoder(fixture_set), db, istftnet)
+    monkeypatch.setattr(base, "FAST_PATH", False)
+    assert torch.equal(fast, injected_generator(build_decoder(fixture_set), db, istftnet))
+
+
+@torch.no_grad()
 def test_fast_path_runs_every_generator_convolution_channels_last_on_cpu(fixture_set, monkeypatch):
     decoder, db = build_decoder(fixture_set), fixture_set.fx["decoder_batch"]
     seen = []

@@ -49,6 +49,12 @@ def snake(x: Tensor, alpha: Tensor) -> Tensor:
 # (test_decoders holds both to that, and to the reference fixtures within 1e-4).
 _BLOCK_ELEMENTS = 1 << 18  # 1 MiB of float32: a block's temporaries stay in L2
 FAST_PATH = True  # False: always the reference's op sequence (benchmarks compare the two)
+TIME_MAJOR = True  # False: the fast path keeps [B, C, T] memory on CPU too
+
+
+def use_time_major(x: Tensor) -> bool:
+    """Whether a generator's fast path stores its maps time-major (CPU; see ``conv``)."""
+    return TIME_MAJOR and fast_path() and x.device.type == "cpu"
 
 
 def fast_path() -> bool:
@@ -61,16 +67,11 @@ def channels_last(x: Tensor) -> Tensor:
     return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
-def is_channels_last(x: Tensor) -> bool:
-    """Whether ``x`` [B, C, T], C > 1, is stored time-major (for C = 1 both layouts are one)."""
-    return x.dim() == 3 and x.shape[1] > 1 and x.stride(1) == 1
-
-
-def conv(module: nn.Conv1d | nn.ConvTranspose1d, x: Tensor, time_major: bool | None = None) -> Tensor:
-    """``module(x)``, or with ``time_major`` (default: ``is_channels_last(x)``) a 2-D channels-last
-    convolution over [B, C, 1, T] whose output comes back channels-last. A module whose weights are
-    bfloat16 (``prepare_for_inference(bf16=True)``) gets its input cast to bfloat16 and returns float32."""
-    if not (is_channels_last(x) if time_major is None else time_major):
+def conv(module: nn.Conv1d | nn.ConvTranspose1d, x: Tensor, time_major: bool) -> Tensor:
+    """``module(x)``, or with ``time_major`` a 2-D channels-last convolution over [B, C, 1, T] whose
+    output comes back channels-last. A module whose weights are bfloat16
+    (``prepare_for_inference(bf16=True)``) gets its input cast to bfloat16 and returns float32."""
+    if not time_major:
         return module(x)
     weight, bias = current_weight(module).unsqueeze(2), module.bias
     x4 = x.unsqueeze(2).to(weight.dtype).contiguous(memory_format=torch.channels_last)
@@ -91,10 +92,13 @@ def _blocks(x: Tensor) -> list[Tensor]:
 def snake_(x: Tensor, alpha: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
     """In place: ``x ← snake(γ·x + β, α)`` (the affine part only when ``gamma`` is given), blockwise."""
     inv_alpha = 1 / alpha
-    for y in _blocks(x):
+    blocks = _blocks(x)
+    scratch = torch.empty_like(blocks[0])  # one temporary for the full blocks: less allocator churn
+    for y in blocks:
         if gamma is not None:
             y.mul_(gamma).add_(beta)
-        w = y * alpha
+        # a dense temporary, as y * alpha would allocate (a strided one would vectorise its rows' tails otherwise)
+        w = torch.mul(y, alpha, out=scratch if y.shape == scratch.shape else torch.empty_like(y))
         y.add_(w.sin_().pow_(2).mul_(inv_alpha))
     return x
 
@@ -107,17 +111,19 @@ def mrf(blocks: Sequence[nn.Module], x: Tensor, s: Tensor, fast: bool) -> Tensor
     return xs.div_(len(blocks)) if fast else xs / len(blocks)
 
 
-def adain_snake(norm: AdaIN1d, x: Tensor, s: Tensor, alpha: Tensor) -> Tensor:
+def adain_snake(norm: AdaIN1d, x: Tensor, s: Tensor, alpha: Tensor, time_major: bool) -> Tensor:
     """``snake(norm(x, s), alpha)`` for inference: instance norm, then the affine and Snake in place."""
     gamma, beta = norm.fc(s).unsqueeze(-1).chunk(2, dim=1)
-    if not is_channels_last(x):
+    if not time_major:
         return snake_(norm.norm(x), alpha, 1 + gamma, beta)
     # Time-major x: mean, then the variance of the centred map (two passes, as accurate as torch's
     # instance norm; its channels-last batch norm sums x and x² in one pass, with 20-70x the error),
     # the affine folded into Snake's in-place pass.
     n = x.shape[-1]
     centred = x - x.sum(-1, keepdim=True) / n
-    squares = sum(block.square().sum(-1, keepdim=True) for block in _blocks(centred))  # temporaries in cache
+    blocks = _blocks(centred)
+    scratch = torch.empty_like(blocks[0])  # in cache, reused
+    squares = sum(torch.square(b, out=scratch if b.shape == scratch.shape else None).sum(-1, keepdim=True) for b in blocks)
     scale = (1 + gamma) * torch.rsqrt(squares / n + norm.norm.eps)
     return snake_(centred, alpha, scale, beta)
 
@@ -145,10 +151,10 @@ class AdaINResBlock1(nn.Module):
         self.alpha2 = nn.ParameterList(nn.Parameter(torch.ones(1, channels, 1)) for _ in dilation)
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        fast = fast_path()
+        fast, tm = fast_path(), use_time_major(x)
         for c1, c2, n1, n2, a1, a2 in zip(self.convs1, self.convs2, self.adain1, self.adain2, self.alpha1, self.alpha2):
             if fast:
-                xt = conv(c2, adain_snake(n2, conv(c1, adain_snake(n1, x, s, a1)), s, a2))
+                xt = conv(c2, adain_snake(n2, conv(c1, adain_snake(n1, x, s, a1, tm), tm), s, a2, tm), tm)
                 x = xt.add_(x)
                 continue
             xt = c1(snake(n1(x, s), a1))

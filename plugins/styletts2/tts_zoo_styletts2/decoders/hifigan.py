@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import weight_norm
-from .base import AdaINResBlock1, StyleTTS2Decoder, channels_last, conv, fast_path, mrf, snake, snake_
+from .base import AdaINResBlock1, StyleTTS2Decoder, channels_last, conv, fast_path, mrf, use_time_major, snake, snake_
 from .source import SourceModuleHnNSF
 
 
@@ -85,7 +85,7 @@ class HiFiGANGenerator(nn.Module):
         if har_source is None:
             har_source = self.harmonic_source(f0).transpose(1, 2)
         fast = fast_path()  # inference: the same ops, in place (see base.snake_)
-        time_major = fast and x.device.type == "cpu"  # channels-last convolutions (see base.conv)
+        time_major = use_time_major(x)  # channels-last convolutions (see base.conv)
         if fast:  # a copy, as snake_ runs in place
             x = channels_last(x) if time_major else x.clone()
         k = self.num_kernels

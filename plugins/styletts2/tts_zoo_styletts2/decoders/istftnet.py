@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import weight_norm
-from .base import AdaINResBlock1, StyleTTS2Decoder, channels_last, conv, fast_path, mrf
+from .base import AdaINResBlock1, StyleTTS2Decoder, channels_last, conv, fast_path, mrf, use_time_major
 from .source import SourceModuleHnNSF
 
 LRELU_SLOPE = 0.1
@@ -112,7 +112,7 @@ class ISTFTNetGenerator(nn.Module):
         har = torch.cat([har_spec, har_phase], dim=1)
 
         fast = fast_path()  # inference: the same ops, in place (see base.snake_)
-        time_major = fast and x.device.type == "cpu"  # channels-last convolutions (see base.conv)
+        time_major = use_time_major(x)  # channels-last convolutions (see base.conv)
         if time_major:
             x, har = channels_last(x), channels_last(har)
         k = self.num_kernels
