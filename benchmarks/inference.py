@@ -16,7 +16,9 @@ pretrained file is needed; training-only modules dropped).
   beta 0.7), interleaved (reference, fast[, bf16], reference, ...) for ``--runs`` rounds after a
   warm-up, with ``torch.set_num_threads(--threads)``. Printed: each one's median seconds and RTF
   (compute time / audio duration), the speed-up (reference median / fast median) and the min-max of
-  the per-round speed-ups, the load average, and max |Δ| between the two waveforms (identical output).
+  the per-round speed-ups, the load average, and max |Δ| between the two waveforms (the fast path's
+  time-major convolutions sum in another order: ~1e-5 of a waveform of peak 1;
+  ``decoders.base.TIME_MAJOR = False`` makes it 0).
 * ``--bf16``: also the model prepared with ``bf16=True`` (the generator's convolutions in bfloat16),
   in the same rounds, with its mel cepstral distortion against the float32 output.
 * **Time to first audio**: ``Synthesizer.stream`` on a ~15 s text (two sentences; durations scaled
