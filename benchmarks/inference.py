@@ -1,7 +1,7 @@
 """Inference speed of StyleTTS 2 at the official widths, against the reference's op sequence measured in
 the same run: real-time factors, their ratio and its spread, time to first audio.
 
-    .venv/bin/python benchmarks/inference.py [--runs 5] [--threads 2] [--decoders istftnet hifigan] [--bf16] [--profile] [--ops 15]
+    .venv/bin/python benchmarks/inference.py [--runs 5] [--threads 2] [--decoders istftnet hifigan] [--bf16] [--channel-major] [--profile] [--ops 15]
 
 Models: the model blocks of ``recipes/libritts_istft.yaml`` and ``recipes/libritts_hifigan.yaml``
 (official widths, LibriTTS multi-speaker) with random weights (``weights:`` keys removed, so no
@@ -19,6 +19,8 @@ pretrained file is needed; training-only modules dropped).
   the per-round speed-ups, the load average, and max |Δ| between the two waveforms (the fast path's
   time-major convolutions sum in another order: ~1e-5 of a waveform of peak 1;
   ``decoders.base.TIME_MAJOR = False`` makes it 0).
+* ``--channel-major``: also the fast path with ``decoders.base.TIME_MAJOR = False`` (maps kept
+  [B, C, T] in memory: the reference's numbers bit for bit, without the channels-last convolutions).
 * ``--bf16``: also the model prepared with ``bf16=True`` (the generator's convolutions in bfloat16),
   in the same rounds, with its mel cepstral distortion against the float32 output.
 * **Time to first audio**: ``Synthesizer.stream`` on a ~15 s text (two sentences; durations scaled
@@ -182,6 +184,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decoders", nargs="+", default=["istftnet", "hifigan"], choices=sorted(RECIPES))
     parser.add_argument("--bf16", action="store_true", help="also time the bfloat16-convolution generator")
+    parser.add_argument("--channel-major", action="store_true",
+                        help="also time the fast path with decoders.base.TIME_MAJOR = False (the reference ops bit for bit)")
     parser.add_argument("--profile", action="store_true", help="also time each inference step")
     parser.add_argument("--ops", type=int, default=0, help="also list the fast path's N most expensive torch ops")
     parser.add_argument("--no-ttfa", action="store_true", help="skip the time-to-first-audio measurement")
@@ -210,7 +214,16 @@ def main() -> None:
         def fast(m: torch.nn.Module = model) -> torch.Tensor:
             return synthesize(m, tokens, style, durations)
 
+        def channel_major() -> torch.Tensor:
+            decoder_base.TIME_MAJOR = False
+            try:
+                return fast()
+            finally:
+                decoder_base.TIME_MAJOR = True
+
         runs: dict[str, Callable[[], object]] = {"reference ops": reference, "fast path": fast}
+        if args.channel_major:
+            runs["channel-major"] = channel_major
         if args.bf16:
             model16 = build(decoder).prepare_for_inference(bf16=True)
             runs["fast path, bf16"] = lambda: fast(model16)
