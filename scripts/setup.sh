@@ -10,7 +10,7 @@ stamp="$VENV/.tts-zoo-setup-$stamp_key"
 if [ -f "$stamp" ] && [ -x "$VENV/bin/tts-zoo" ]; then
   exit 0
 fi
-echo "setting up $VENV (first run: about a minute) ..." >&2
+echo "setting up $VENV (first run: about a minute and a half) ..." >&2
 [ -x "$VENV/bin/python" ] || $PY -m venv "$VENV"
 # --no-compile: pip byte-compiles one file at a time (50 of 100 s of set-up here); compileall below
 # does it on every core (25 s). It must be done: where PYTHONDONTWRITEBYTECODE is set (as in many
