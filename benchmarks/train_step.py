@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from tts_zoo import registry
+from tts_zoo.memory import reuse_freed_memory
 from tts_zoo.recipe import load_recipe
 from tts_zoo.train.data import make_loaders, speech_datasets, to_device
 from tts_zoo.train.distributed import setup
@@ -67,8 +68,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--stage", choices=["1", "2", "both"], default="both",
                         help="time one stage per process (peak memory then belongs to that stage)")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's malloc as it is (training reuses freed memory: train.reuse_freed_memory)")
     parser.add_argument("overrides", nargs="*", help="dotted recipe overrides")
     args = parser.parse_args()
+    if not args.malloc_default:
+        reuse_freed_memory()  # as the Trainer does
     with tempfile.TemporaryDirectory() as tmp:
         root = demo_data(Path(tmp))
         recipe = load_recipe(args.recipe, [f"data.train={root}/train.jsonl", f"data.val={root}/val.jsonl", *args.overrides])

@@ -59,6 +59,7 @@ from torch import nn
 from tts_zoo.checkpoint import load_checkpoint, load_state_strict, restore_rng_states, rng_states
 from tts_zoo.interfaces import StageData
 from tts_zoo.recipe import Recipe, dump_recipe
+from tts_zoo.memory import reuse_freed_memory
 from tts_zoo.train import TrainingError
 from tts_zoo.train import distributed
 from tts_zoo.train.checkpoints import CheckpointDir, weight_problem
@@ -149,6 +150,8 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
 
     def run(self) -> TrainResult:
+        if self.cfg.reuse_freed_memory:
+            reuse_freed_memory()
         self.dist = distributed.setup(self.cfg.device)
         self.log = None
         try:
