@@ -52,7 +52,9 @@ class SpecDiscriminator(nn.Module):
         y = self.spectrogram(x.squeeze(1)).unsqueeze(1)
         fmap = []
         for conv in self.discriminators:
-            y = F.leaky_relu(conv(y), LRELU_SLOPE)
+            # in place: the conv's output is saved by no one, and LeakyReLU's backward can read the sign
+            # from its result, so the graph keeps one map per layer instead of two (the same numbers)
+            y = F.leaky_relu(conv(y), LRELU_SLOPE, inplace=True)
             fmap.append(y)
         y = self.out(y)
         fmap.append(y)
