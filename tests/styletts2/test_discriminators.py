@@ -184,3 +184,42 @@ def test_wavlm_loads_a_local_directory(tmp_path):
     wd = WavLMDiscriminator(model=str(tmp_path), hidden=8, nlayers=2, initial_channel=2)
     for a, b in zip(wd.slm.state_dict().values(), saved.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def period_discriminator_as_image(d, x: torch.Tensor):
+    """The reference's op sequence for one period: fold to [B, 1, S/p, p] and run the 2-D convs."""
+    b, c, t = x.shape
+    if t % d.period:
+        x = torch.nn.functional.pad(x, (0, d.period - t % d.period), mode="reflect")
+    x, fmap = x.view(b, c, -1, d.period), []
+    for conv in d.convs:
+        x = torch.nn.functional.leaky_relu(conv(x), 0.1)
+        fmap.append(x)
+    x = d.conv_post(x)
+    return x.flatten(1), [*fmap, x]
+
+
+def test_mpd_columns_as_sequences_give_the_reference_ops_values_and_gradients(fixture_set):
+    """Each period runs its (k, 1) convs as 1-D convs over the B·p columns: scores, feature maps
+    (layout included) and the gradients of the weights and of the wave equal the 2-D convs' in float64."""
+    torch.manual_seed(0)
+    mpd = build_mpd(fixture_set).double().train()
+    wave = torch.randn(2, 1, 1001, dtype=torch.float64)  # 1001: not a multiple of any period (reflect pad)
+    results = []
+    for run in (lambda d, x: d(x), period_discriminator_as_image):
+        mpd.zero_grad()
+        x = wave.clone().requires_grad_()
+        outs = [run(d, x) for d in mpd.discriminators]
+        loss = sum((s**2).mean() + sum((f.tanh() * torch.linspace(0, 1, f.shape[-1], dtype=f.dtype)).sum() for f in maps)
+                   for s, maps in outs)
+        loss.backward()
+        results.append((outs, x.grad, [p.grad.clone() for p in mpd.parameters()]))
+    (outs, x_grad, p_grads), (ref_outs, ref_x_grad, ref_p_grads) = results
+    for (s, maps), (ref_s, ref_maps) in zip(outs, ref_outs, strict=True):
+        torch.testing.assert_close(s, ref_s, rtol=1e-12, atol=1e-12)
+        for f, ref_f in zip(maps, ref_maps, strict=True):
+            assert f.shape == ref_f.shape
+            torch.testing.assert_close(f, ref_f, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x_grad, ref_x_grad, rtol=1e-10, atol=1e-12)
+    for g, ref_g in zip(p_grads, ref_p_grads, strict=True):
+        torch.testing.assert_close(g, ref_g, rtol=1e-10, atol=1e-12)
