@@ -101,7 +101,7 @@ class TrainConfig(_Strict):
                                "value exceeds this (trained StyleTTS 2 weights stay below ~10); null = no limit")
     reuse_freed_memory: bool = Field(
         True, description="keep memory that torch frees for the next step instead of returning it to the kernel "
-                          "(glibc; see tts_zoo/memory.py): full-width StyleTTS 2 stage-1 steps 10.9 instead of 15.8 s for 2 % more peak RSS")
+                          "(glibc; see tts_zoo/memory.py): full-width StyleTTS 2 stage-1 steps 10.9 instead of 15.8 s, peak RSS within 2 %")
     init_from: Optional[str] = Field(
         None, description="checkpoint whose weights start a new run (e.g. a stage-1 run for a stage-2 recipe); loaded strictly")
     stages: list[dict[str, Any]] = Field(default_factory=list, description="Stage components, run in order")
