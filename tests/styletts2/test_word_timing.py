@@ -158,9 +158,12 @@ def test_errors_and_summary_numbers():
 
 
 def test_ctc_training_brings_word_starts_towards_espeaks(espeak_corpus, espeak, frontend):  # noqa: F811
-    """A few hundred CTC-only steps (lr 0.003) on the 8-clip corpus: the CTC path's median word
-    start error falls from ~430 ms (random aligner) to ~120 ms. (At this size the tiny aligner stays
-    worse than the uniform baseline, ~73 ms: the demo's real pretraining runs for thousands of steps.)"""
+    """150 CTC-only steps (lr 0.003) on the 8-clip corpus bring the CTC path's word starts towards
+    espeak-ng's. How far depends on the initial draw: over five seeds the tiny aligner locked onto
+    the right path once (median error 311 → 25 ms) and otherwise settled at 150–230 ms (from 275–362;
+    300 steps or lr 0.01 did not get it out): median ×0.07–0.65, mean ×0.08–0.57, +0.17–0.86 of the
+    words within 100 ms. The bounds below hold for all five. (The demo's real pretraining runs for
+    thousands of steps on 800 clips: 11 ms, benchmarks/alignment.py.)"""
     torch.set_num_threads(1)
     records = read_manifest(espeak_corpus / "train.jsonl")
     clips = []
@@ -182,9 +185,10 @@ def test_ctc_training_brings_word_starts_towards_espeaks(espeak_corpus, espeak, 
     before = score(untrained)
     trained, *_ = _train(espeak_corpus, 150, lr=0.003, batch_size=8, ctc_warmup_epochs=1000)  # CTC only
     after = score(trained)
-    print({k: (round(before[k].median_ms), round(after[k].median_ms)) for k in before})
+    print({k: (round(before[k].median_ms), round(after[k].median_ms), round(before[k].mean_ms), round(after[k].mean_ms),
+               before[k].within_100, after[k].within_100) for k in before})
     assert before["ctc"].words == after["ctc"].words == after["attention"].words >= 60
     assert after["uniform"] == before["uniform"]  # the baseline does not depend on the model
-    assert after["ctc"].median_ms < 0.4 * before["ctc"].median_ms
-    assert after["ctc"].mean_ms < 0.5 * before["ctc"].mean_ms
-    assert after["ctc"].within_100 > before["ctc"].within_100 + 0.2
+    assert after["ctc"].median_ms < 0.75 * before["ctc"].median_ms
+    assert after["ctc"].mean_ms < 0.65 * before["ctc"].mean_ms
+    assert after["ctc"].within_100 > before["ctc"].within_100 + 0.1
