@@ -68,15 +68,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--stage", choices=["1", "2", "both"], default="both",
                         help="time one stage per process (peak memory then belongs to that stage)")
-    parser.add_argument("--malloc-default", action="store_true",
-                        help="leave glibc's malloc as it is (training reuses freed memory: train.reuse_freed_memory)")
     parser.add_argument("overrides", nargs="*", help="dotted recipe overrides")
     args = parser.parse_args()
-    if not args.malloc_default:
-        reuse_freed_memory()  # as the Trainer does
     with tempfile.TemporaryDirectory() as tmp:
         root = demo_data(Path(tmp))
         recipe = load_recipe(args.recipe, [f"data.train={root}/train.jsonl", f"data.val={root}/val.jsonl", *args.overrides])
+        if recipe.train.reuse_freed_memory:  # as the Trainer does; train.reuse_freed_memory=false to compare
+            reuse_freed_memory()
         seed_everything(0)
         model = registry.build(recipe)
         # the recipe's StyleTTS 2 stages 1 and 2 (pretraining stages before them are not timed here)

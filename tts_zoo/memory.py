@@ -5,8 +5,8 @@ from the kernel and unmaps it on free, and trims the top of its heap. A training
 full widths frees and reallocates the same activation sizes every step, so each step faulted in and
 zeroed gigabytes of fresh pages. Measured with ``benchmarks/train_step.py`` (libritts_istft, stage 1 from
 tma_epoch, batch 2 × 2.3 s, 2 threads, the same hour): 10.9 s/step median with this, 15.8 s with
-``--malloc-default``; 3.8 M instead of 12.5 M minor page faults over the run (after the second step a
-few hundred per step instead of 1.2–1.8 M); peak RSS within 2 % (8.10 against 7.94 GiB after 5 steps,
+``train.reuse_freed_memory=false``; 3.8 M instead of 12.5 M minor page faults over the run (after the
+second step a few hundred per step instead of 1.2–1.8 M); peak RSS within 2 % (8.10 against 7.94 GiB after 5 steps,
 8.61 GiB either way after 14: both grow with the longest batch seen). Over a longer run, 300 steps
 of the demo recipe's stage 1 with MPD/MSD on (`tts-zoo train recipes/demo.yaml`): 5:57 instead of 7:20
 wall time, 0.5 M instead of 61 M page faults, peak RSS 1.93 GiB either way. A fork (a DataLoader's workers

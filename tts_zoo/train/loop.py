@@ -58,8 +58,8 @@ from torch import nn
 
 from tts_zoo.checkpoint import load_checkpoint, load_state_strict, restore_rng_states, rng_states
 from tts_zoo.interfaces import StageData
-from tts_zoo.recipe import Recipe, dump_recipe
 from tts_zoo.memory import reuse_freed_memory
+from tts_zoo.recipe import Recipe, dump_recipe
 from tts_zoo.train import TrainingError
 from tts_zoo.train import distributed
 from tts_zoo.train.checkpoints import CheckpointDir, weight_problem
